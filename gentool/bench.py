@@ -1,0 +1,182 @@
+"""``gentool bench``: time what a family does, with warm-up, medians and honest clocks.
+
+Measures one training step, sampling, scoring and translation (whichever the family can
+do) plus any extra operations the model offers, the peak memory of each, and the report's
+ratio: the time to generate a batch of images over the time of one training batch. CUDA
+is synchronised before every clock reading.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import resource
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from gentool.family import DataKind, FamilySpec
+from gentool.model import Model
+
+__all__ = ["run_bench", "synthetic_batch", "time_op"]
+
+
+def synthetic_batch(model: Model, n: int) -> Any:
+    """A batch shaped like the model's data: quantised images in [0, 1] (labels for images)."""
+    info = model.data
+    shape = (n, *info.shape)
+
+    def images() -> torch.Tensor:
+        levels = info.levels
+        return torch.randint(0, levels, shape, device=model.device).float() / (levels - 1)
+
+    if info.kind == DataKind.IMAGES:
+        return images(), torch.zeros(n, dtype=torch.long, device=model.device)
+    return {"A": images(), "B": images()}
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_op(
+    fn: Callable[[], Any], device: torch.device, repeats: int, warmup: int = 1
+) -> dict[str, Any]:
+    """Median wall time of ``fn`` over ``repeats`` runs after ``warmup`` runs, and peak memory."""
+    for _ in range(warmup):
+        fn()
+    _sync(device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    runs = []
+    for _ in range(repeats):
+        _sync(device)
+        start = time.perf_counter()
+        fn()
+        _sync(device)
+        runs.append(time.perf_counter() - start)
+    result: dict[str, Any] = {"median_s": statistics.median(runs), "runs_s": runs}
+    if device.type == "cuda":
+        result["peak_memory_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
+    return result
+
+
+def run_bench(
+    spec: FamilySpec,
+    model: Model,
+    batch_size: int | None,
+    sample_batch: int,
+    repeats: int,
+) -> dict[str, Any]:
+    """Time every operation ``spec`` declares on ``model``; returns a JSON-able report."""
+    device = model.device
+    train_batch = batch_size or model.config.batch_size
+    report: dict[str, Any] = {
+        "family": spec.name,
+        "device": str(device),
+        "device_name": _device_name(device),
+        "dtype": str(next(model.networks.parameters()).dtype).replace("torch.", ""),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "data_shape": list(model.data.shape),
+        "train_batch": train_batch,
+        "sample_batch": sample_batch,
+        "repeats": repeats,
+        "parameters": sum(p.numel() for p in model.networks.parameters()),
+        "ops": {},
+    }
+    ops: dict[str, tuple[Callable[[], Any], int]] = {}
+    if spec.can("train"):
+        model.configure_training()
+        batch = synthetic_batch(model, train_batch)
+
+        def train_step() -> None:
+            model.train()
+            model.train_step(batch)
+
+        ops["train_step"] = (train_step, train_batch)
+    eval_batch = synthetic_batch(model, sample_batch)
+    if spec.can("sample"):
+        ops["sample"] = (lambda: _eval(model, lambda: model.sample(sample_batch)), sample_batch)
+    if spec.can("score"):
+        ops["score"] = (lambda: _eval(model, lambda: model.score_batch(eval_batch)), sample_batch)
+    if spec.can("translate"):
+        images = eval_batch[0] if isinstance(eval_batch, tuple) else eval_batch["A"]
+        ops["translate"] = (lambda: _eval(model, lambda: model.translate(images)), sample_batch)
+    for name, (fn, items) in model.benchmarks(sample_batch).items():
+        ops[name] = (lambda fn=fn: _eval(model, fn), items)
+    for name, (fn, items) in ops.items():
+        result = time_op(fn, device, repeats)
+        result["items"] = items
+        result["per_item_s"] = result["median_s"] / items
+        report["ops"][name] = result
+    timings = report["ops"]
+    if "train_step" in timings and "sample" in timings:
+        # The report's figure: generating a batch of images / one training batch.
+        report["sample_over_train_step"] = (
+            timings["sample"]["median_s"] / timings["train_step"]["median_s"]
+        )
+    if "train_step" in timings and "score" in timings:
+        report["score_over_train_step"] = (
+            timings["score"]["median_s"] / timings["train_step"]["median_s"]
+        )
+    if device.type != "cuda":
+        # ru_maxrss is in KiB on Linux (bytes on macOS): the process's peak resident memory.
+        scale = 1 if platform.system() == "Darwin" else 1024
+        report["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20
+    return report
+
+
+def _eval(model: Model, fn: Callable[[], Any]) -> Any:
+    model.eval()
+    with torch.inference_mode():
+        return fn()
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return platform.processor() or platform.machine()
+
+
+def print_report(report: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(report, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    console.print(
+        f"[bold]{report['family']}[/bold] on {report['device']} ({report['device_name']}), "
+        f"{report['dtype']}, {report['threads']} threads, torch {report['torch']}, "
+        f"data {'x'.join(map(str, report['data_shape']))}, "
+        f"{report['parameters']:,} parameters"
+    )
+    table = Table()
+    for column in ("operation", "batch", "median", "per image", "peak memory"):
+        table.add_column(column, justify="right")
+    for name, op in report["ops"].items():
+        memory = f"{op['peak_memory_mb']:.0f} MiB" if "peak_memory_mb" in op else "-"
+        table.add_row(name, str(op["items"]), _fmt(op["median_s"]), _fmt(op["per_item_s"]), memory)
+    console.print(table)
+    if "sample_over_train_step" in report:
+        console.print(
+            f"generating {report['sample_batch']} images takes "
+            f"{report['sample_over_train_step']:.1f}x one training step of "
+            f"{report['train_batch']}"
+        )
+    if "peak_rss_mb" in report:
+        console.print(f"peak resident memory of the process: {report['peak_rss_mb']:.0f} MiB")
+
+
+def _fmt(seconds: float) -> str:
+    if seconds >= 1:
+        return f"{seconds:.2f} s"
+    if seconds >= 1e-3:
+        return f"{seconds * 1e3:.2f} ms"
+    return f"{seconds * 1e6:.1f} µs"

@@ -1,0 +1,280 @@
+"""Checkpoints in safetensors only: weights with JSON metadata, and the state a resume needs.
+
+A run folder holds
+
+- ``model.safetensors``: the weights to use (the best by validation when the family has a
+  validation loss, else the latest), with string metadata: format version, gentool version,
+  family, plugin and its version, the hyperparameters and data description as JSON,
+  epoch/step, metrics and a SHA-256 of the weights;
+- ``resume.safetensors``: the latest weights, optimizer and scheduler states, RNG states and
+  the family's extra state (image pools), its structure as JSON in the metadata. One file,
+  so it is replaced atomically as a whole.
+
+Nothing is ever unpickled. Every write goes to a temporary file that is renamed into place,
+so an interrupted write never leaves a broken checkpoint behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import load as load_bytes
+from safetensors.torch import save as save_bytes
+
+from gentool import __version__
+from gentool.errors import UserError
+
+__all__ = [
+    "FORMAT_VERSION",
+    "CheckpointMeta",
+    "atomic_write",
+    "decode_tree",
+    "encode_tree",
+    "load_resume",
+    "read_resume_header",
+    "read_checkpoint",
+    "resolve_checkpoint",
+    "save_model",
+    "save_resume",
+]
+
+FORMAT_VERSION = 1
+MODEL_FILE = "model.safetensors"
+RESUME_FILE = "resume.safetensors"
+
+
+@dataclass
+class CheckpointMeta:
+    """The metadata stored beside the weights."""
+
+    family: str
+    plugin: str
+    plugin_version: str
+    config: dict[str, Any]
+    data: str  # DataInfo as JSON
+    epoch: int = 0
+    step: int = 0
+    metrics: dict[str, Any] = field(default_factory=dict)
+    gentool_version: str = __version__
+    format: int = FORMAT_VERSION
+
+    def to_strings(self) -> dict[str, str]:
+        return {
+            "gentool.format": str(self.format),
+            "gentool.version": self.gentool_version,
+            "gentool.family": self.family,
+            "gentool.plugin": self.plugin,
+            "gentool.plugin_version": self.plugin_version,
+            "gentool.config": json.dumps(self.config, sort_keys=True),
+            "gentool.data": self.data,
+            "gentool.epoch": str(self.epoch),
+            "gentool.step": str(self.step),
+            "gentool.metrics": json.dumps(self.metrics, sort_keys=True),
+        }
+
+    @classmethod
+    def from_strings(cls, meta: dict[str, str]) -> CheckpointMeta:
+        return cls(
+            family=meta["gentool.family"],
+            plugin=meta.get("gentool.plugin", ""),
+            plugin_version=meta.get("gentool.plugin_version", ""),
+            config=json.loads(meta["gentool.config"]),
+            data=meta["gentool.data"],
+            epoch=int(meta.get("gentool.epoch", 0)),
+            step=int(meta.get("gentool.step", 0)),
+            metrics=json.loads(meta.get("gentool.metrics", "{}")),
+            gentool_version=meta.get("gentool.version", "?"),
+            format=int(meta["gentool.format"]),
+        )
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _digest(tensors: dict[str, torch.Tensor]) -> str:
+    """SHA-256 over names, dtypes, shapes and bytes, in sorted order (detects tampering)."""
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def _cpu_tensors(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    # safetensors refuses tensors that share storage (tied weights, views): clone them apart.
+    return {k: v.detach().to("cpu").contiguous().clone() for k, v in state.items()}
+
+
+def save_model(path: Path, state: dict[str, torch.Tensor], meta: CheckpointMeta) -> None:
+    """Write weights and metadata to ``path`` atomically."""
+    tensors = _cpu_tensors(state)
+    strings = meta.to_strings()
+    strings["gentool.sha256"] = _digest(tensors)
+    atomic_write(Path(path), save_bytes(tensors, metadata=strings))
+
+
+def resolve_checkpoint(text: str | Path) -> Path:
+    """``--checkpoint`` takes a run folder or a ``.safetensors`` file."""
+    path = Path(text).expanduser()
+    if path.is_dir():
+        candidate = path / MODEL_FILE
+        if not candidate.is_file():
+            raise UserError(f"--checkpoint: {path} is a folder without {MODEL_FILE}")
+        return candidate
+    if not path.is_file():
+        raise UserError(f"--checkpoint: no such file or run folder: {path}")
+    return path
+
+
+def _read_metadata(path: Path) -> dict[str, str]:
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            return handle.metadata() or {}
+    except Exception as err:  # safetensors raises several types for bad headers
+        raise UserError(
+            f"{path} is not a readable safetensors file (truncated or corrupted?): {err}"
+        ) from None
+
+
+def read_checkpoint(
+    path: Path, family: str | None = None
+) -> tuple[CheckpointMeta, dict[str, torch.Tensor]]:
+    """Metadata and weights of a model checkpoint, checked for format, family and integrity."""
+    path = Path(path)
+    raw = _read_metadata(path)
+    if "gentool.format" not in raw or "gentool.family" not in raw:
+        raise UserError(f"{path} is a safetensors file but not a gentool checkpoint")
+    try:
+        meta = CheckpointMeta.from_strings(raw)
+    except (KeyError, ValueError) as err:
+        raise UserError(f"{path}: damaged gentool metadata ({err})") from None
+    if meta.format > FORMAT_VERSION:
+        raise UserError(
+            f"{path} has checkpoint format {meta.format}, written by gentool "
+            f"{meta.gentool_version}; this gentool reads format {FORMAT_VERSION}: upgrade gentool"
+        )
+    if family is not None and meta.family != family:
+        raise UserError(
+            f"{path} is a {meta.family!r} checkpoint, not {family!r}; "
+            f"use the {meta.family!r} family with it"
+        )
+    try:
+        tensors = load_bytes(path.read_bytes())
+    except Exception as err:
+        raise UserError(
+            f"{path}: cannot read the weights (truncated or corrupted?): {err}"
+        ) from None
+    expected = raw.get("gentool.sha256")
+    if expected is not None and _digest(tensors) != expected:
+        raise UserError(f"{path}: the weights do not match their checksum (modified or damaged)")
+    return meta, tensors
+
+
+# -- resume state ---------------------------------------------------------------------------------
+def encode_tree(obj: Any, tensors: dict[str, torch.Tensor], prefix: str) -> Any:
+    """A JSON-able mirror of ``obj`` whose tensors are moved into ``tensors`` by name."""
+    if isinstance(obj, torch.Tensor):
+        tensors[prefix] = obj
+        return {"__tensor__": prefix}
+    if isinstance(obj, dict):
+        # Keys stay JSON values of their own type (optimizer states use int keys).
+        return {
+            "__dict__": [
+                [_plain_key(k, prefix), encode_tree(v, tensors, f"{prefix}.{i}")]
+                for i, (k, v) in enumerate(obj.items())
+            ]
+        }
+    if isinstance(obj, tuple):
+        return {"__tuple__": [encode_tree(v, tensors, f"{prefix}.{i}") for i, v in enumerate(obj)]}
+    if isinstance(obj, list):
+        return [encode_tree(v, tensors, f"{prefix}.{i}") for i, v in enumerate(obj)]
+    if obj is None or isinstance(obj, bool | int | float | str):
+        return obj
+    raise TypeError(f"cannot store {type(obj).__name__} in a checkpoint ({prefix})")
+
+
+def _plain_key(key: Any, prefix: str) -> Any:
+    if key is None or isinstance(key, bool | int | float | str):
+        return key
+    raise TypeError(f"cannot store a {type(key).__name__} dict key in a checkpoint ({prefix})")
+
+
+def decode_tree(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    """The inverse of :func:`encode_tree`."""
+    if isinstance(obj, dict):
+        if "__tensor__" in obj:
+            return tensors[obj["__tensor__"]]
+        if "__tuple__" in obj:
+            return tuple(decode_tree(v, tensors) for v in obj["__tuple__"])
+        if "__dict__" in obj:
+            return {k: decode_tree(v, tensors) for k, v in obj["__dict__"]}
+        raise ValueError("unknown node in checkpoint structure")
+    if isinstance(obj, list):
+        return [decode_tree(v, tensors) for v in obj]
+    return obj
+
+
+def save_resume(path: Path, state: dict[str, Any]) -> None:
+    """Write a nested state (tensors, numbers, strings, lists, dicts) to one safetensors file."""
+    tensors: dict[str, torch.Tensor] = {}
+    structure = encode_tree(state, tensors, "s")
+    tensors = _cpu_tensors(tensors)
+    metadata = {
+        "gentool.format": str(FORMAT_VERSION),
+        "gentool.kind": "resume",
+        "gentool.state": json.dumps(structure),
+        "gentool.sha256": _digest(tensors),
+    }
+    atomic_write(Path(path), save_bytes(tensors, metadata=metadata))
+
+
+def read_resume_header(path: Path) -> dict[str, Any]:
+    """The tensor-free parts of a resume state (``meta``, ``request``) without loading weights."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"--resume: no resume state at {path}; start the run without --resume")
+    raw = _read_metadata(path)
+    if raw.get("gentool.kind") != "resume":
+        raise UserError(f"{path} is not a gentool resume state")
+    structure = json.loads(raw["gentool.state"])
+    top = dict(structure["__dict__"])
+    return {k: decode_tree(top[k], {}) for k in ("meta", "request") if k in top}
+
+
+def load_resume(path: Path) -> dict[str, Any]:
+    """Read what :func:`save_resume` wrote, checking that it is whole."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"--resume: no resume state at {path}; start the run without --resume")
+    raw = _read_metadata(path)
+    if raw.get("gentool.kind") != "resume":
+        raise UserError(f"{path} is not a gentool resume state")
+    try:
+        tensors = load_bytes(path.read_bytes())
+    except Exception as err:
+        raise UserError(f"{path}: cannot read the resume state (truncated?): {err}") from None
+    if _digest(tensors) != raw.get("gentool.sha256"):
+        raise UserError(f"{path}: the resume state does not match its checksum (damaged)")
+    return decode_tree(json.loads(raw["gentool.state"]), tensors)

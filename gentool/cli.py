@@ -1,0 +1,421 @@
+"""The ``gentool`` command line: parses, finds the family and data, and hands over to the engine.
+
+Thin by design: torch and the families' modules are imported only inside the command that
+needs them (see :mod:`gentool.commands`), so ``gentool --help`` and ``gentool plugins`` stay
+fast. User errors print one line ``error: ...`` and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from gentool import __version__
+from gentool.config import config_fields
+from gentool.errors import TrainingDiverged, UserError
+from gentool.family import FamilySpec
+from gentool.registry import get_registry
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="gentool",
+    help="Train, sample, score, translate and benchmark deep generative models.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=True,
+)
+train_app = typer.Typer(
+    help="Train a model family: gentool train FAMILY --data NAME|DIR \\[OPTIONS].",
+    no_args_is_help=True,
+)
+app.add_typer(train_app, name="train")
+
+stdout = Console()
+stderr = Console(stderr=True)
+
+# Options every command that runs a model shares.
+Device = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N (auto takes a GPU if any).")]
+Checkpoint = Annotated[
+    str, typer.Option("--checkpoint", "-c", help="A run folder or a .safetensors file.")
+]
+
+
+def _version(value: bool) -> None:
+    if value:
+        stdout.print(f"gentool {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show version.")
+    ] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks of errors.")] = False,
+) -> None:
+    if debug:
+        os.environ["GENTOOL_DEBUG"] = "1"
+
+
+# -- inspection -------------------------------------------------------------------------------
+@app.command()
+def plugins() -> None:
+    """List plugins, their families and datasets, versions, and load errors."""
+    registry = get_registry()
+    table = Table(title="gentool plugins")
+    for column in ("plugin", "package", "version", "families", "capabilities", "status"):
+        table.add_column(column)
+    for info in registry.plugins.values():
+        caps = sorted({c for f in info.families for c in registry.families[f].capabilities})
+        names = info.families + [f"{d} (data)" for d in info.datasets]
+        status = "[red]failed (below)[/red]" if info.error else "ok"
+        table.add_row(
+            info.name + ("" if not info.builtin else " (built-in)"),
+            info.package,
+            info.version,
+            "\n".join(names),
+            ", ".join(caps),
+            status,
+        )
+    stdout.print(table)
+    for info in registry.plugins.values():
+        if info.error:
+            stdout.print(f"[red]{info.name}[/red] ({info.package}): {info.error}", soft_wrap=True)
+
+
+@app.command()
+def info(family: Annotated[str, typer.Argument(help="A family name, e.g. maf.")]) -> None:
+    """Show a family's hyperparameters (defaults and help), capabilities and data kind."""
+    spec = get_registry().family(family)
+    stdout.print(f"[bold]{spec.name}[/bold]: {spec.summary}")
+    stdout.print(f"plugin {spec.plugin} {spec.plugin_version}; data: {spec.data_kind.value}")
+    able = [c for c in ("train", "sample", "score", "translate") if spec.can(c)]
+    stdout.print(f"can: {', '.join(able + ['bench'])}")
+    table = Table(title=f"{spec.name} hyperparameters (gentool train {spec.name} --help)")
+    for column in ("option", "type", "default", "help"):
+        table.add_column(column)
+    for f in config_fields(spec.config):
+        table.add_row(f.flag, f.describe_type(), f.format_default(), f.help)
+    stdout.print(table)
+
+
+@app.command()
+def datasets() -> None:
+    """List the named datasets: kind, size, whether they are in the cache."""
+    from gentool.data.base import cache_dir
+
+    table = Table(title=f"named datasets (cache: {cache_dir() / 'datasets'})")
+    for column in ("name", "kind", "size", "cached", "summary"):
+        table.add_column(column)
+    for entry in sorted(get_registry().datasets.values(), key=lambda e: (e.kind, e.name)):
+        cached = "built in" if entry.is_cached is None else ("yes" if entry.cached() else "no")
+        table.add_row(entry.name, entry.kind.value, entry.size, cached, entry.summary)
+    stdout.print(table)
+
+
+# -- train: one sub-command per family, options built from its hyperparameter dataclass -------
+_DATA_PARAMS: list[tuple[str, Any, Any]] = [
+    ("data", str | None, typer.Option(None, "--data", "-d", help="Dataset name or folder.")),
+    ("out", Path | None, typer.Option(None, "--out", "-o", help="Run folder [runs/FAMILY-DATA].")),
+    ("image_size", int | None, typer.Option(None, help="Square image size fed to the model.")),
+    ("channels", int | None, typer.Option(None, help="1 (grayscale) or 3 (RGB).")),
+    (
+        "normal_class",
+        str | None,
+        typer.Option(None, help="Train on this class only (anomaly detection)."),
+    ),
+    (
+        "load_size",
+        int | None,
+        typer.Option(None, help="Translation: resize to this before the random crop."),
+    ),
+    (
+        "flip",
+        bool,
+        typer.Option(True, "--flip/--no-flip", help="Translation: random horizontal flips."),
+    ),
+    (
+        "direction",
+        str,
+        typer.Option("a2b", help="Paired data: a2b or b2a (which side is the input)."),
+    ),
+    ("device", str, typer.Option("auto", help="auto, cpu, cuda or cuda:N.")),
+    ("resume", bool, typer.Option(False, "--resume", help="Continue the run in --out.")),
+    (
+        "overwrite",
+        bool,
+        typer.Option(False, "--overwrite", help="Start afresh in an existing run folder."),
+    ),
+    (
+        "config",
+        Path | None,
+        typer.Option(None, "--config", help="TOML or JSON file of hyperparameters."),
+    ),
+    ("workers", int | None, typer.Option(None, help="DataLoader worker processes [auto].")),
+    (
+        "max_steps",
+        int | None,
+        typer.Option(None, help="Stop after N steps in total (smoke tests)."),
+    ),
+    ("quiet", bool, typer.Option(False, "--quiet", "-q", help="No progress display.")),
+]
+
+
+def _train_command(spec: FamilySpec):
+    fields = config_fields(spec.config)
+    reserved = [name for name, _, _ in _DATA_PARAMS]
+
+    def command(ctx: typer.Context, **kwargs: Any) -> None:
+        explicit = {
+            f.name: kwargs[f.name]
+            for f in fields
+            if kwargs[f.name] is not None and _given(ctx, f.name)
+        }
+        from gentool import commands
+
+        commands.train(spec, explicit, {k: kwargs[k] for k in reserved})
+
+    ctx_param = inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    params = [ctx_param]
+    annotations: dict[str, Any] = {"ctx": typer.Context}
+    for name, kind, default in _DATA_PARAMS:
+        params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default))
+        annotations[name] = kind
+    for f in fields:
+        if f.name in reserved:
+            raise TypeError(f"family {spec.name!r}: {f.name!r} clashes with a CLI option")
+        text = f"{f.help} [default: {f.format_default()}]"
+        if f.kind is bool:
+            flags = f"{f.flag}/--no-{f.flag[2:]}"
+            option = typer.Option(None, flags, help=text, show_default=False)
+            annotations[f.name] = bool | None
+        else:
+            metavar = f.describe_type().upper()
+            option = typer.Option(None, f.flag, help=text, show_default=False, metavar=metavar)
+            annotations[f.name] = str | None  # parsed by ConfigField for uniform errors
+        params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=option))
+    command.__signature__ = inspect.Signature(params)
+    command.__annotations__ = annotations
+    command.__doc__ = f"{spec.summary} ({spec.data_kind.value} data; plugin {spec.plugin})"
+    return command
+
+
+def _given(ctx: typer.Context, name: str) -> bool:
+    """True when the user typed the option (not when it only took its default)."""
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT")
+
+
+def _register_train_commands() -> None:
+    for spec in sorted(get_registry().families.values(), key=lambda s: s.name):
+        if spec.can("train"):
+            train_app.command(name=spec.name)(_train_command(spec))
+
+
+# -- using a trained model ------------------------------------------------------------------
+@app.command()
+def sample(
+    family: Annotated[str, typer.Argument(help="A family that can sample, e.g. maf.")],
+    checkpoint: Checkpoint,
+    n: Annotated[int, typer.Option("-n", "--num", help="How many images.")] = 64,
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="A .png grid, or a folder for one file per image.")
+    ] = Path("samples.png"),
+    temperature: Annotated[
+        float, typer.Option(help="Scale of the base noise (below 1: cleaner, less varied).")
+    ] = 1.0,
+    seed: Annotated[int, typer.Option(help="Seed of the noise.")] = 0,
+    batch_size: Annotated[int, typer.Option(help="Images generated per batch.")] = 256,
+    device: Device = "auto",
+) -> None:
+    """Draw new images from a trained model."""
+    from gentool import commands
+
+    commands.sample(
+        get_registry().family(family, "sample"),
+        checkpoint,
+        n,
+        out,
+        temperature,
+        seed,
+        batch_size,
+        device,
+    )
+
+
+@app.command()
+def score(
+    family: Annotated[str, typer.Argument(help="A family that can score, e.g. maf or cyclegan.")],
+    checkpoint: Checkpoint,
+    images: Annotated[Path | None, typer.Option(help="A folder of images to score.")] = None,
+    data: Annotated[
+        str | None, typer.Option("--data", "-d", help="Dataset name or folder.")
+    ] = None,
+    split: Annotated[str, typer.Option(help="Which split of --data.")] = "test",
+    normal_class: Annotated[
+        str | None, typer.Option(help="The normal class (default: the one trained on).")
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the results as JSON on stdout.")
+    ] = False,
+    csv: Annotated[
+        Path | None, typer.Option(help="Write per-image scores to this CSV file.")
+    ] = None,
+    batch_size: Annotated[int, typer.Option(help="Images per batch.")] = 256,
+    seed: Annotated[int, typer.Option(help="Seed of the dequantisation noise.")] = 0,
+    device: Device = "auto",
+) -> None:
+    """Score images: NLL, bits/dim, AUROC/AUPRC (flows); reconstruction and FID (translation)."""
+    if (images is None) == (data is None):
+        raise UserError("score needs exactly one of --images DIR or --data NAME|DIR")
+    from gentool import commands
+
+    commands.score(
+        get_registry().family(family, "score"),
+        checkpoint,
+        images,
+        data,
+        split,
+        normal_class,
+        as_json,
+        csv,
+        batch_size,
+        seed,
+        device,
+    )
+
+
+@app.command()
+def translate(
+    family: Annotated[str, typer.Argument(help="A family that can translate, e.g. cyclegan.")],
+    checkpoint: Checkpoint,
+    images: Annotated[Path, typer.Option(help="Folder of input images (any size).")],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Folder for the outputs (same file names).")
+    ],
+    direction: Annotated[
+        str, typer.Option(help="a2b or b2a (CycleGAN); Pix2Pix has one direction.")
+    ] = "a2b",
+    batch_size: Annotated[
+        int, typer.Option(help="Images per batch (same-size images are batched).")
+    ] = 8,
+    max_size: Annotated[
+        int | None, typer.Option(help="Translate at most this long a side, then resize back.")
+    ] = None,
+    device: Device = "auto",
+) -> None:
+    """Translate a folder of images into another domain."""
+    from gentool import commands
+
+    commands.translate(
+        get_registry().family(family, "translate"),
+        checkpoint,
+        images,
+        out,
+        direction,
+        batch_size,
+        max_size,
+        device,
+    )
+
+
+@app.command()
+def bench(
+    family: Annotated[str, typer.Argument(help="Any family.")],
+    checkpoint: Annotated[
+        str | None,
+        typer.Option("--checkpoint", "-c", help="Measure this model instead of a fresh one."),
+    ] = None,
+    batch_size: Annotated[
+        int | None, typer.Option(help="Training batch size [the family's default].")
+    ] = None,
+    sample_batch: Annotated[
+        int, typer.Option(help="Images per sampling/scoring/translation batch.")
+    ] = 64,
+    image_size: Annotated[int | None, typer.Option(help="Image size of a fresh model.")] = None,
+    channels: Annotated[int | None, typer.Option(help="Channels of a fresh model.")] = None,
+    repeats: Annotated[int, typer.Option(help="Timed runs per operation (median reported).")] = 5,
+    threads: Annotated[
+        int | None, typer.Option(help="torch CPU threads [torch's default].")
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the results as JSON on stdout.")
+    ] = False,
+    device: Device = "auto",
+) -> None:
+    """Time training, sampling, scoring and translation; peak memory; sample/train ratio."""
+    from gentool import commands
+
+    commands.bench(
+        get_registry().family(family),
+        checkpoint,
+        batch_size,
+        sample_batch,
+        image_size,
+        channels,
+        repeats,
+        threads,
+        as_json,
+        device,
+    )
+
+
+def _check_train_family(args: list[str]) -> None:
+    """``gentool train NAME``: name the known families rather than 'No such command'."""
+    words = [a for a in args if a != "--debug"]
+    if len(words) >= 2 and words[0] == "train" and not words[1].startswith("-"):
+        get_registry().family(words[1], "train")
+
+
+# -- entry point ----------------------------------------------------------------------------
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; returns the exit status (console script and tests)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args or bool(os.environ.get("GENTOOL_DEBUG"))
+    _register_train_commands()
+    try:
+        _check_train_family(args)
+    except UserError as err:
+        stderr.print(f"[red]error:[/red] {err}", highlight=False, soft_wrap=True)
+        return 2
+    command = typer.main.get_command(app)
+    try:
+        result = command.main(args=args, prog_name="gentool", standalone_mode=False)
+        return result if isinstance(result, int) else 0
+    except UserError as err:
+        if debug:
+            raise
+        stderr.print(f"[red]error:[/red] {err}", highlight=False, soft_wrap=True)
+        return 2
+    except TrainingDiverged as err:
+        if debug:
+            raise
+        stderr.print(f"[red]error:[/red] {err}", highlight=False, soft_wrap=True)
+        return 1
+    except typer.Exit as err:
+        return err.exit_code
+    except typer.Abort:
+        stderr.print("aborted")
+        return 130
+    except Exception as err:
+        # Usage errors of the parser (unknown option, bad value): one line, like ours.
+        if hasattr(err, "format_message") and hasattr(err, "exit_code"):
+            if debug:
+                raise
+            hint = ""
+            ctx = getattr(err, "ctx", None)
+            if ctx is not None:
+                hint = f" (see `{ctx.command_path} --help`)"
+            stderr.print(
+                f"[red]error:[/red] {err.format_message()}{hint}", highlight=False, soft_wrap=True
+            )
+            return err.exit_code
+        raise

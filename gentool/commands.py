@@ -1,0 +1,297 @@
+"""What each CLI command does once its arguments are parsed (imported lazily: this needs torch)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from gentool.checkpoint import (
+    MODEL_FILE,
+    RESUME_FILE,
+    read_checkpoint,
+    read_resume_header,
+    resolve_checkpoint,
+)
+from gentool.config import build_config, config_fields, config_from_json, load_config_file
+from gentool.data.base import DataInfo, DataOptions
+from gentool.engine import RunOptions, fit, resolve_device, seed_everything
+from gentool.errors import TrainingDiverged, UserError
+from gentool.family import DataKind, FamilySpec
+from gentool.model import Model
+from gentool.progress import stderr_console
+from gentool.registry import get_registry
+
+__all__ = ["load_model", "sample", "score", "train", "translate"]
+
+
+# -- train ----------------------------------------------------------------------------------------
+def train(spec: FamilySpec, explicit: dict[str, Any], opts: dict[str, Any]) -> None:
+    """``gentool train FAMILY``: ``explicit`` holds the hyperparameters the user typed."""
+    if opts["resume"]:
+        config, data_text, options, out = _resumed_request(spec, explicit, opts)
+    else:
+        if not opts["data"]:
+            raise UserError(
+                "--data is required: a dataset name (see `gentool datasets`) or a folder"
+            )
+        data_text = opts["data"]
+        file_values = load_config_file(opts["config"]) if opts["config"] else {}
+        config = build_config(spec.config, {**file_values, **explicit})
+        out = opts["out"] or Path("runs") / f"{spec.name}-{_slug(data_text)}"
+        existing = [f for f in (MODEL_FILE, RESUME_FILE) if (out / f).exists()]
+        if existing and not opts["overwrite"]:
+            raise UserError(
+                f"{out} already holds a run; continue it with --resume, "
+                "start afresh with --overwrite, or choose another --out"
+            )
+        options = DataOptions(
+            image_size=opts["image_size"],
+            channels=opts["channels"],
+            load_size=opts["load_size"],
+            flip=opts["flip"],
+            normal_class=opts["normal_class"],
+            direction=_direction(opts["direction"]),
+            seed=config.seed,
+        )
+    device = resolve_device(opts["device"])
+    source = _resolve_data(data_text, spec.data_kind, options)
+    seed_everything(config.seed)
+    model = spec.load_model_class()(config, source.info, device)
+    workers = opts["workers"]
+    if workers is None:  # in-memory image sets need none; decoding photos wants a few
+        workers = 0 if spec.data_kind == DataKind.IMAGES else min(4, max(1, os.cpu_count() - 1))
+    run = RunOptions(
+        out=Path(out),
+        device=device,
+        resume=opts["resume"],
+        workers=workers,
+        max_steps=opts["max_steps"],
+        progress=not opts["quiet"],
+        request={"data": data_text, "options": vars(options)},
+    )
+    console = stderr_console()
+    console.print(
+        f"training {spec.name} on {source.info.source} ({_describe(source.info)}) on {device}"
+    )
+    try:
+        result = fit(spec, model, source, run)
+    except TrainingDiverged as err:
+        kept = Path(out) / MODEL_FILE
+        where = f"the last good checkpoint is {kept}" if kept.exists() else "no epoch finished"
+        raise TrainingDiverged(f"{err}; training stopped, {where}; try a lower --lr") from None
+    summary = {
+        "family": spec.name,
+        "data": source.info.source,
+        "epochs": result.epochs,
+        "steps": result.steps,
+        "stopped": result.stopped,
+        "checkpoint": str(result.checkpoint),
+    }
+    if result.best_validation is not None:
+        summary["best_validation_loss"] = result.best_validation
+    if result.stopped == "interrupted":
+        console.print(f"interrupted: state saved; continue with --resume --out {out}")
+    print(json.dumps(summary))
+
+
+def _resumed_request(spec: FamilySpec, explicit: dict[str, Any], opts: dict[str, Any]):
+    out = opts["out"]
+    if out is None:
+        raise UserError("--resume needs --out RUN, the run folder to continue")
+    header = read_resume_header(Path(out) / RESUME_FILE)
+    meta, request = header["meta"], header["request"]
+    if meta["gentool.family"] != spec.name:
+        raise UserError(f"{out} is a {meta['gentool.family']!r} run, not {spec.name!r}")
+    saved = config_from_json(spec.config, meta["gentool.config"])
+    by_name = {f.name: f for f in config_fields(spec.config)}
+    for name, raw in explicit.items():
+        field = by_name[name]
+        if not field.resumable and field.parse(raw) != getattr(saved, name):
+            raise UserError(
+                f"{field.flag} cannot change when resuming (the model was built with "
+                f"{getattr(saved, name)!r}); start a new run for that"
+            )
+    config = build_config(spec.config, explicit, base=saved)
+    if opts["data"] and opts["data"] != request["data"]:
+        raise UserError(f"--data {opts['data']!r} differs from the run's {request['data']!r}")
+    return config, request["data"], DataOptions(**request["options"]), Path(out)
+
+
+def _direction(text: str) -> str:
+    value = text.lower().replace("to", "2")
+    if value not in ("a2b", "b2a"):
+        raise UserError(f"--direction: {text!r} is not a2b or b2a")
+    return value
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(text).name or text).strip("-") or "data"
+
+
+def _describe(info: DataInfo) -> str:
+    return f"{info.kind.value}, {info.channels}x{info.height}x{info.width}"
+
+
+def _resolve_data(text: str, kind: DataKind, options: DataOptions):
+    from gentool.data.resolve import resolve_data
+
+    return resolve_data(text, kind, options, get_registry().datasets)
+
+
+# -- loading a trained model ----------------------------------------------------------------------
+def load_model(spec: FamilySpec, checkpoint: str | Path, device: torch.device) -> Model:
+    """The model in a checkpoint, rebuilt from its saved hyperparameters, in eval mode."""
+    path = resolve_checkpoint(checkpoint)
+    meta, tensors = read_checkpoint(path, spec.name)
+    config = config_from_json(spec.config, json.dumps(meta.config))
+    data = DataInfo.from_json(meta.data)
+    model = spec.load_model_class()(config, data, device)
+    try:
+        model.networks.load_state_dict(tensors)
+    except RuntimeError as err:
+        first = str(err).strip().splitlines()[0][:300]
+        raise UserError(f"{path} does not fit the {spec.name!r} networks: {first}") from None
+    model.checkpoint_meta = meta
+    return model.eval()
+
+
+# -- sample ---------------------------------------------------------------------------------------
+def sample(
+    spec: FamilySpec,
+    checkpoint: str,
+    n: int,
+    out: Path,
+    temperature: float,
+    seed: int,
+    batch_size: int,
+    device_text: str,
+) -> None:
+    from torchvision.utils import save_image
+
+    if n < 1:
+        raise UserError("-n must be at least 1")
+    if temperature <= 0:
+        raise UserError("--temperature must be positive")
+    device = resolve_device(device_text)
+    model = load_model(spec, checkpoint, device)
+    seed_everything(seed)
+    chunks = []
+    with torch.inference_mode():
+        for start in range(0, n, batch_size):
+            chunks.append(model.sample(min(batch_size, n - start), temperature).float().cpu())
+    images = torch.cat(chunks).clamp(0, 1)
+    if out.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp", ".bmp"):
+        out.parent.mkdir(parents=True, exist_ok=True)
+        save_image(images, out, nrow=max(1, int(math.ceil(math.sqrt(n)))))
+        written = [out]
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        written = [out / f"sample_{i:05d}.png" for i in range(n)]
+        for image, path in zip(images, written, strict=True):
+            save_image(image, path)
+    print(json.dumps({"family": spec.name, "images": n, "out": str(out), "files": len(written)}))
+
+
+# -- score ----------------------------------------------------------------------------------------
+def score(
+    spec: FamilySpec,
+    checkpoint: str,
+    images: Path | None,
+    data: str | None,
+    split: str,
+    normal_class: str | None,
+    as_json: bool,
+    csv: Path | None,
+    batch_size: int,
+    seed: int,
+    device_text: str,
+) -> None:
+    from gentool.scoring import score_source, write_results
+
+    device = resolve_device(device_text)
+    model = load_model(spec, checkpoint, device)
+    info = model.data
+    options = DataOptions(
+        image_size=info.height,
+        channels=info.channels,
+        normal_class=normal_class if normal_class is not None else info.normal_class,
+        direction=info.preprocessing.get("direction", "a2b"),
+        seed=0,
+    )
+    if images is not None:
+        from gentool.data.resolve import resolve_images
+
+        dataset, labels_source = resolve_images(images, options)
+        split_name = "all"
+    else:
+        labels_source = _resolve_data(data, spec.data_kind, options)
+        dataset, split_name = labels_source.split(split), split
+    seed_everything(seed)
+    result = score_source(model, dataset, labels_source, batch_size, device)
+    result.summary = {"family": spec.name, "split": split_name, **result.summary}
+    write_results(result, as_json=as_json, csv=csv)
+
+
+# -- translate ------------------------------------------------------------------------------------
+def translate(
+    spec: FamilySpec,
+    checkpoint: str,
+    images: Path,
+    out: Path,
+    direction: str,
+    batch_size: int,
+    max_size: int | None,
+    device_text: str,
+) -> None:
+    from gentool.translating import translate_folder
+
+    device = resolve_device(device_text)
+    model = load_model(spec, checkpoint, device)
+    written = translate_folder(model, images, out, _direction(direction), batch_size, max_size)
+    print(json.dumps({"family": spec.name, "images": written, "out": str(out)}))
+
+
+# -- bench ----------------------------------------------------------------------------------------
+def bench(
+    spec: FamilySpec,
+    checkpoint: str | None,
+    batch_size: int | None,
+    sample_batch: int,
+    image_size: int | None,
+    channels: int | None,
+    repeats: int,
+    threads: int | None,
+    as_json: bool,
+    device_text: str,
+) -> None:
+    from gentool.bench import print_report, run_bench
+
+    if threads is not None:
+        torch.set_num_threads(threads)
+    device = resolve_device(device_text)
+    if checkpoint is not None:
+        model = load_model(spec, checkpoint, device)
+    else:
+        model = _fresh_model(spec, image_size, channels, device)
+    report = run_bench(spec, model, batch_size, sample_batch, repeats)
+    print_report(report, as_json)
+
+
+def _fresh_model(
+    spec: FamilySpec, image_size: int | None, channels: int | None, device: torch.device
+) -> Model:
+    """A model with the family's defaults on the data shape its users typically train on."""
+    config = build_config(spec.config, {})
+    if spec.data_kind == DataKind.IMAGES:
+        size, chans, levels, source = image_size or 8, channels or 1, 17, "digits-shaped"
+    else:
+        size, chans, levels, source = image_size or 128, channels or 3, 256, "rgb"
+    info = DataInfo(spec.data_kind, chans, size, size, levels=levels, source=source)
+    seed_everything(config.seed)
+    return spec.load_model_class()(config, info, device)

@@ -1,0 +1,1 @@
+"""Data sources: named datasets, image folders and procedural sets (see :mod:`.base`)."""

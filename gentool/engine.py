@@ -1,0 +1,476 @@
+"""The one training loop every family runs through.
+
+The engine owns what is the same for all families: seeding, devices, the data order,
+progress on stderr, ``metrics.jsonl``, loss plots and preview grids, checkpoints each epoch,
+resume, early stopping on a validation split, Ctrl-C safety and the non-finite-loss guard.
+A family supplies only its :class:`gentool.model.Model`.
+
+Reproducibility: the data order of epoch ``e`` is a permutation drawn from a generator
+seeded by ``(seed, e)``, and augmentation is seeded per (seed, epoch, index) by the data
+layer, so neither depends on the global RNG. The global RNG (dropout, dequantisation noise,
+image pools) is saved in the resume state. A resumed run therefore continues with exactly
+the numbers an uninterrupted run would have produced.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import signal
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler, Subset
+
+from gentool.checkpoint import MODEL_FILE, RESUME_FILE, CheckpointMeta, load_resume, save_model
+from gentool.checkpoint import save_resume as write_resume
+from gentool.config import config_to_dict
+from gentool.data.base import DataSource
+from gentool.errors import TrainingDiverged, UserError
+from gentool.family import FamilySpec
+from gentool.model import Model
+
+__all__ = [
+    "FitResult",
+    "RunOptions",
+    "TrainingDiverged",
+    "fit",
+    "resolve_device",
+    "seed_everything",
+    "to_device",
+]
+
+
+@dataclass
+class RunOptions:
+    """How to run (not saved as hyperparameters)."""
+
+    out: Path
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    resume: bool = False
+    workers: int = 0
+    log_every: int = 10  # steps between progress/metrics updates (and NaN checks)
+    max_steps: int | None = None  # stop after this many steps in total (tests, smoke runs)
+    progress: bool = True
+    request: dict[str, Any] = field(default_factory=dict)  # the data asked for, to resume it
+
+
+@dataclass
+class FitResult:
+    epochs: int
+    steps: int
+    stopped: str  # "finished", "early-stopped", "interrupted", "max-steps"
+    best_validation: float | None
+    checkpoint: Path
+    history: list[dict[str, Any]]
+
+
+def resolve_device(text: str) -> torch.device:
+    """``auto`` takes CUDA when there is a GPU; a CUDA device that is missing is an error."""
+    if text == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(text)
+    except RuntimeError:
+        raise UserError(f"--device: {text!r} is not a device (auto, cpu, cuda, cuda:N)") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UserError(f"--device {text}: CUDA is not available here; use --device cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise UserError(f"--device {text}: only {torch.cuda.device_count()} CUDA device(s)")
+    return device
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    torch.manual_seed(seed)  # seeds every CUDA device too
+    try:
+        import numpy as np
+
+        np.random.seed(seed % 2**32)
+    except ImportError:
+        pass
+
+
+def to_device(batch: Any, device: torch.device) -> Any:
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, dict):
+        return {k: to_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, list | tuple):
+        return type(batch)(to_device(v, device) for v in batch)
+    return batch
+
+
+class EpochSampler(Sampler[int]):
+    """A fresh permutation per epoch from ``(seed, epoch)``, optionally starting part-way."""
+
+    def __init__(self, size: int, seed: int) -> None:
+        self.size, self.seed, self.epoch, self.start = size, seed, 0, 0
+
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        self.epoch, self.start = epoch, start
+
+    def __iter__(self) -> Iterator[int]:
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        return iter(torch.randperm(self.size, generator=g)[self.start :].tolist())
+
+    def __len__(self) -> int:
+        return self.size - self.start
+
+
+def split_validation(
+    dataset: Dataset, fraction: float, seed: int
+) -> tuple[Dataset, Dataset | None]:
+    """A fixed, seeded hold-out of ``fraction`` of the training set for early stopping."""
+    n = len(dataset)
+    n_val = int(round(n * fraction))
+    if fraction <= 0 or n_val == 0:
+        return dataset, None
+    if n_val >= n:
+        raise UserError(f"--val-fraction {fraction} leaves no training images out of {n}")
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed + 7919)).tolist()
+    return Subset(dataset, order[n_val:]), Subset(dataset, order[:n_val])
+
+
+@contextmanager
+def _side_rng(seed: int, device: torch.device):
+    """Run evaluation with its own fixed noise, leaving the training RNG stream untouched."""
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield
+
+
+class _StopFlag:
+    """First Ctrl-C asks the loop to stop after the current step; a second one aborts."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous = None
+
+    def __enter__(self) -> _StopFlag:
+        if _in_main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+def _in_main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def _rng_state() -> dict[str, Any]:
+    state: dict[str, Any] = {"torch": torch.get_rng_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    try:
+        import numpy as np
+
+        kind, keys, pos, has_gauss, cached = np.random.get_state()
+        state["numpy"] = [kind, torch.from_numpy(keys.astype("int64")), pos, has_gauss, cached]
+    except ImportError:
+        pass
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    if "cuda" in state and torch.cuda.is_available():
+        cuda_states = state["cuda"][: torch.cuda.device_count()]
+        torch.cuda.set_rng_state_all(cuda_states)
+    if "numpy" in state:
+        import numpy as np
+
+        kind, keys, pos, has_gauss, cached = state["numpy"]
+        np.random.set_state((kind, keys.numpy().astype("uint32"), pos, has_gauss, cached))
+
+
+class Trainer:
+    """Runs one training job; see :func:`fit`."""
+
+    def __init__(self, spec: FamilySpec, model: Model, source: DataSource, run: RunOptions):
+        self.spec, self.model, self.source, self.run = spec, model, source, run
+        self.config = model.config
+        self.out = Path(run.out)
+        self.epoch = 0  # epochs completed
+        self.step = 0  # optimisation steps completed
+        self.step_in_epoch = 0
+        self.best: float | None = None
+        self.bad_epochs = 0
+        self.history: list[dict[str, Any]] = []
+        self.last_plot = 0.0
+        self.epoch_means: dict[str, float] = {}
+
+    # -- data -----------------------------------------------------------------------------------
+    def _loaders(self) -> tuple[DataLoader, DataLoader | None]:
+        train = self.source.split("train")
+        fraction = getattr(self.config, "val_fraction", 0.0) if self.model.has_validation else 0.0
+        train, val = split_validation(train, fraction, self.config.seed)
+        if len(train) == 0:
+            raise UserError("the training split is empty (check --data and --normal-class)")
+        batch = self.config.batch_size
+        self.sampler = EpochSampler(len(train), self.config.seed)
+        pin = self.run.device.type == "cuda"
+        # Each DataLoader iterator draws a worker seed; from its own generator, that draw
+        # leaves the global RNG alone, so a run resumed mid-epoch sees the same numbers.
+        loader_rng = torch.Generator().manual_seed(self.config.seed)
+        common = {"num_workers": self.run.workers, "pin_memory": pin, "generator": loader_rng}
+        # A last batch of one image breaks batch norm; drop the ragged end when there is more.
+        drop_last = len(train) > batch
+        train_loader = DataLoader(
+            train, batch_size=batch, sampler=self.sampler, drop_last=drop_last, **common
+        )
+        val_loader = DataLoader(val, batch_size=max(batch, 256), **common) if val else None
+        return train_loader, val_loader
+
+    def _preview_batch(self) -> Any:
+        try:
+            split = self.source.split("test")
+        except UserError:
+            split = self.source.split("train")
+        items = [split[i] for i in range(min(4, len(split)))]
+        if not items:
+            return None
+        return to_device(torch.utils.data.default_collate(items), self.run.device)
+
+    # -- checkpoints ----------------------------------------------------------------------------
+    def _meta(self, metrics: dict[str, Any]) -> CheckpointMeta:
+        return CheckpointMeta(
+            family=self.spec.name,
+            plugin=self.spec.plugin,
+            plugin_version=self.spec.plugin_version,
+            config=config_to_dict(self.config),
+            data=self.model.data.to_json(),
+            epoch=self.epoch,
+            step=self.step,
+            metrics=metrics,
+        )
+
+    def _save_model(self, metrics: dict[str, Any]) -> None:
+        save_model(self.out / MODEL_FILE, self.model.networks.state_dict(), self._meta(metrics))
+
+    def _save_resume(self) -> None:
+        state = {
+            "meta": self._meta({}).to_strings(),
+            "request": self.run.request,
+            "networks": self.model.networks.state_dict(),
+            "optimizers": {k: o.state_dict() for k, o in self.model.optimizers.items()},
+            "schedulers": {k: s.state_dict() for k, s in self.model.schedulers.items()},
+            "extra": self.model.extra_state(),
+            "rng": _rng_state(),
+            "engine": {
+                "epoch": self.epoch,
+                "step": self.step,
+                "step_in_epoch": self.step_in_epoch,
+                "best": self.best,
+                "bad_epochs": self.bad_epochs,
+            },
+        }
+        write_resume(self.out / RESUME_FILE, state)
+
+    def _restore(self) -> None:
+        state = load_resume(self.out / RESUME_FILE)
+        self.model.networks.load_state_dict(state["networks"])
+        for name, optimizer in self.model.optimizers.items():
+            optimizer.load_state_dict(state["optimizers"][name])
+        for name, scheduler in self.model.schedulers.items():
+            scheduler.load_state_dict(state["schedulers"][name])
+        self.model.load_extra_state({k: v.to(self.run.device) for k, v in state["extra"].items()})
+        _set_rng_state(state["rng"])
+        engine = state["engine"]
+        self.epoch, self.step = engine["epoch"], engine["step"]
+        self.step_in_epoch, self.best = engine["step_in_epoch"], engine["best"]
+        self.bad_epochs = engine["bad_epochs"]
+        self._reload_history()
+
+    def _reload_history(self) -> None:
+        """Keep the metrics logged up to the resumed step; drop any logged after it."""
+        path = self.out / "metrics.jsonl"
+        if not path.exists():
+            return
+        kept = []
+        for line in path.read_text().splitlines():
+            record = json.loads(line)
+            if record["step"] <= self.step:
+                kept.append(line)
+                if record["type"] == "epoch":
+                    self.history.append(record)
+        path.write_text("".join(line + "\n" for line in kept))
+
+    def _log(self, record: dict[str, Any]) -> None:
+        with open(self.out / "metrics.jsonl", "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record) + "\n")
+
+    # -- the loop -------------------------------------------------------------------------------
+    def fit(self) -> FitResult:
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.model.configure_training()
+        if self.run.resume:
+            self._restore()
+        elif (self.out / "metrics.jsonl").exists():
+            (self.out / "metrics.jsonl").unlink()
+        train_loader, val_loader = self._loaders()
+        preview = self._preview_batch()
+        stopped = "finished"
+        from gentool.progress import TrainProgress
+
+        with _StopFlag() as stop, TrainProgress(self.run.progress) as bar:
+            bar.start(self.spec.name, self.config.epochs, len(train_loader), self.epoch)
+            while self.epoch < self.config.epochs:
+                stopped = self._run_epoch(train_loader, stop, bar)
+                if stopped != "epoch":
+                    break
+                stopped = self._end_epoch(val_loader, preview, bar)
+                if stopped != "epoch":
+                    break
+            else:
+                stopped = "finished"
+        if stopped in ("interrupted", "max-steps"):
+            self._save_resume()
+            if not self.model.has_validation or self.best is None:
+                self._save_model(self._last_metrics())
+        self._plot(force=True)
+        return FitResult(
+            self.epoch, self.step, stopped, self.best, self.out / MODEL_FILE, self.history
+        )
+
+    def _run_epoch(self, loader: DataLoader, stop: _StopFlag, bar: Any) -> str:
+        self.source.set_epoch(self.epoch)
+        self.sampler.set_epoch(self.epoch, self.step_in_epoch * self.config.batch_size)
+        self.model.train()
+        sums: dict[str, torch.Tensor] = {}
+        count, started, window_start = 0, time.perf_counter(), self.step
+        for batch in loader:
+            losses = self.model.train_step(to_device(batch, self.run.device))
+            for key, value in losses.items():
+                value = value.detach().float()
+                sums[key] = sums[key] + value if key in sums else value.clone()
+            self.step += 1
+            self.step_in_epoch += 1
+            count += 1
+            last = count == len(loader) or stop.requested or self._at_max_steps()
+            if count % self.run.log_every == 0 or last:
+                means = self._check_finite(sums, count)
+                rate = (self.step - window_start) / max(time.perf_counter() - started, 1e-9)
+                bar.update_step(self.step_in_epoch, means, rate)
+                self._log({"type": "step", "epoch": self.epoch, "step": self.step, **means})
+            if stop.requested:
+                return "interrupted"
+            if self._at_max_steps():
+                return "max-steps"
+        self.epoch_means = self._check_finite(sums, count) if count else {}
+        return "epoch"
+
+    def _at_max_steps(self) -> bool:
+        return self.run.max_steps is not None and self.step >= self.run.max_steps
+
+    def _check_finite(self, sums: dict[str, torch.Tensor], count: int) -> dict[str, float]:
+        means = {k: float(v) / count for k, v in sums.items()}
+        bad = [k for k, v in means.items() if not math.isfinite(v)]
+        if bad:
+            raise TrainingDiverged(
+                f"{bad[0]} became {means[bad[0]]} at epoch {self.epoch + 1}, step {self.step}"
+            )
+        return means
+
+    def _end_epoch(self, val_loader: DataLoader | None, preview: Any, bar: Any) -> str:
+        self.model.end_epoch(self.epoch)
+        self.epoch += 1
+        self.step_in_epoch = 0
+        record: dict[str, Any] = {"type": "epoch", "epoch": self.epoch, "step": self.step}
+        record.update(self.epoch_means)
+        for name, optimizer in self.model.optimizers.items():
+            record[f"lr_{name}"] = optimizer.param_groups[0]["lr"]
+        improved = True
+        if val_loader is not None:
+            value = self._validate(val_loader)
+            record["val_loss"] = value
+            improved = self.best is None or value < self.best
+            if improved:
+                self.best, self.bad_epochs = value, 0
+            else:
+                self.bad_epochs += 1
+        if improved:
+            self._save_model(self._last_metrics(record))
+        self._save_resume()
+        every = self.config.sample_every
+        if preview is not None and every and (self.epoch % every == 0):
+            self._write_preview(preview)
+        self.history.append(record)
+        self._log(record)
+        self._plot()
+        bar.end_epoch(self.epoch, record, self.best)
+        patience = getattr(self.config, "patience", 0)
+        if val_loader is not None and patience and self.bad_epochs >= patience:
+            return "early-stopped"
+        return "epoch"
+
+    def _last_metrics(self, record: dict[str, Any] | None = None) -> dict[str, Any]:
+        record = record or (self.history[-1] if self.history else {})
+        return {k: v for k, v in record.items() if k != "type"}
+
+    @torch.no_grad()
+    def _validate(self, loader: DataLoader) -> float:
+        self.model.eval()
+        total, count = 0.0, 0
+        with _side_rng(self.config.seed + 104729, self.run.device):
+            for batch in loader:
+                losses = self.model.validation_loss(to_device(batch, self.run.device))
+                total += float(losses.double().sum())
+                count += losses.numel()
+        self.model.train()
+        return total / max(count, 1)
+
+    def _write_preview(self, batch: Any) -> None:
+        from torchvision.utils import save_image
+
+        self.model.eval()
+        with torch.no_grad(), _side_rng(self.config.seed + 1299709, self.run.device):
+            result = self.model.preview(batch)
+        self.model.train()
+        if result is None:
+            return
+        images, nrow = result
+        folder = self.out / "samples"
+        folder.mkdir(exist_ok=True)
+        save_image(
+            images.float().clamp(0, 1).cpu(), folder / f"epoch_{self.epoch:04d}.png", nrow=nrow
+        )
+
+    def _plot(self, force: bool = False) -> None:
+        # Plotting costs ~0.3 s; for fast epochs draw at most every 30 s, and at the end.
+        if not self.history or (not force and time.perf_counter() - self.last_plot < 30):
+            return
+        from gentool.plots import plot_losses
+
+        plot_losses(self.history, self.out / "losses.png", title=self.spec.name)
+        self.last_plot = time.perf_counter()
+
+
+def fit(spec: FamilySpec, model: Model, source: DataSource, run: RunOptions) -> FitResult:
+    """Train ``model`` on ``source`` into ``run.out``, or continue there with ``run.resume``."""
+    if run.resume and not (Path(run.out) / RESUME_FILE).is_file():
+        raise UserError(f"--resume: {run.out} holds no resume state ({RESUME_FILE})")
+    if os.environ.get("GENTOOL_DETERMINISTIC"):
+        torch.use_deterministic_algorithms(True)
+    return Trainer(spec, model, source, run).fit()

@@ -1,0 +1,43 @@
+"""Loss curves as PNG (matplotlib, no display needed)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+__all__ = ["plot_losses"]
+
+
+def plot_losses(history: list[dict[str, Any]], path: Path, title: str = "") -> None:
+    """One small panel per logged loss, per epoch; validation beside the training loss."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    skip = {"type", "epoch", "step"}
+    keys = [k for k in history[0] if k not in skip and not k.startswith("lr_") and k != "val_loss"]
+    if not keys:
+        return
+    cols = min(4, len(keys))
+    rows = math.ceil(len(keys) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.4 * rows), squeeze=False)
+    epochs = [r["epoch"] for r in history]
+    for ax, key in zip(axes.flat, keys, strict=False):
+        ax.plot(epochs, [r.get(key, math.nan) for r in history], label="train")
+        if key == "loss" and any("val_loss" in r for r in history):
+            ax.plot(epochs, [r.get("val_loss", math.nan) for r in history], label="validation")
+            ax.legend(fontsize=7)
+        ax.set_title(key, fontsize=9)
+        ax.set_xlabel("epoch", fontsize=8)
+        ax.tick_params(labelsize=7)
+    for ax in list(axes.flat)[len(keys) :]:
+        ax.axis("off")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    tmp = Path(path).with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)

@@ -1,0 +1,143 @@
+"""Scoring a data set with a trained model: per-image scores, summaries, anomaly metrics.
+
+For density families the anomaly score is the negative log-likelihood (a flow has no
+reconstruction). Where labels exist (a normal class, or MVTec's ``good`` folder), detection
+is judged by AUROC and AUPRC (scikit-learn), never accuracy: anomalies are usually rare, or,
+in one-class benchmarks such as digits, the great majority. AUPRC is reported both with the
+anomaly as the positive class and with the normal class as positive.
+"""
+
+from __future__ import annotations
+
+import csv as csv_module
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+
+from gentool.engine import to_device
+from gentool.model import Model
+from gentool.progress import stderr_console
+
+__all__ = ["ScoreResult", "anomaly_metrics", "score_source", "write_results"]
+
+
+@dataclass
+class ScoreResult:
+    summary: dict[str, Any]
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+
+def anomaly_metrics(scores: torch.Tensor, anomaly: torch.Tensor) -> dict[str, Any]:
+    """AUROC and AUPRC of ``scores`` (higher = more anomalous) against 0/1 labels."""
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    y = anomaly.numpy()
+    s = scores.double().numpy()
+    n_anomalous = int(y.sum())
+    out: dict[str, Any] = {"normal": int(len(y) - n_anomalous), "anomalous": n_anomalous}
+    if 0 < n_anomalous < len(y):
+        out["auroc"] = float(roc_auc_score(y, s))
+        out["auprc"] = float(average_precision_score(y, s))
+        out["auprc_normal"] = float(average_precision_score(1 - y, -s))
+    return out
+
+
+def _items(batch: Any) -> int:
+    if isinstance(batch, dict):
+        return len(batch["A"])
+    return len(batch[0]) if isinstance(batch, list | tuple) else len(batch)
+
+
+def score_source(
+    model: Model, dataset: Any, source: Any, batch_size: int, device: torch.device
+) -> ScoreResult:
+    """Run ``model.score_batch`` over ``dataset``; summarise, with anomaly metrics if labelled."""
+    from rich.progress import Progress
+
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
+    columns: dict[str, list[torch.Tensor]] = {}
+    labels: list[torch.Tensor] = []
+    model.eval()
+    model.begin_scoring()
+    with Progress(console=stderr_console(), transient=True) as bar:
+        task = bar.add_task("scoring", total=len(dataset))
+        for batch in loader:
+            if isinstance(batch, list | tuple) and len(batch) == 2:
+                labels.append(batch[1].cpu())
+            with torch.no_grad():
+                scores = model.score_batch(to_device(batch, device))
+            for key, value in scores.items():
+                columns.setdefault(key, []).append(value.detach().double().cpu())
+            bar.advance(task, _items(batch))
+    per_item = {k: torch.cat(v) for k, v in columns.items()}
+    summary: dict[str, Any] = {"images": len(dataset)}
+    for key, values in per_item.items():
+        summary[f"mean_{key}"] = float(values.mean())
+    summary.update(model.finish_scoring())
+    rows = _rows(dataset, per_item)
+    if labels:
+        all_labels = torch.cat(labels)
+        anomaly = source.anomaly_labels(all_labels) if source is not None else None
+        names = getattr(source.info, "class_names", ()) if source is not None else ()
+        for row, label in zip(rows, all_labels.tolist(), strict=True):
+            row["label"] = names[label] if 0 <= label < len(names) else ""
+        if anomaly is not None:
+            summary["normal_class"] = source.info.normal_class
+            key = "nll" if "nll" in per_item else next(iter(per_item))
+            summary["anomaly_score"] = key
+            summary.update(anomaly_metrics(per_item[key], anomaly))
+            for row, flag in zip(rows, anomaly.tolist(), strict=True):
+                row["anomaly"] = int(flag)
+    return ScoreResult(summary, rows)
+
+
+def _rows(dataset: Any, per_item: dict[str, torch.Tensor]) -> list[dict[str, Any]]:
+    n = len(next(iter(per_item.values()))) if per_item else 0
+    paths = getattr(dataset, "paths", None)
+    rows = []
+    for i in range(n):
+        row: dict[str, Any] = {"index": i}
+        if paths is not None:
+            row["path"] = str(paths[i])
+        row.update({k: float(v[i]) for k, v in per_item.items()})
+        rows.append(row)
+    return rows
+
+
+def write_results(result: ScoreResult, as_json: bool, csv: Path | None) -> None:
+    """Summary to stdout (a table, or JSON); per-image rows to ``csv`` if asked."""
+    if csv is not None:
+        csv.parent.mkdir(parents=True, exist_ok=True)
+        keys: list[str] = []
+        for row in result.rows:
+            keys += [k for k in row if k not in keys]
+        with open(csv, "w", newline="", encoding="utf-8") as handle:
+            writer = csv_module.DictWriter(handle, fieldnames=keys)
+            writer.writeheader()
+            writer.writerows(result.rows)
+    if as_json:
+        print(json.dumps(result.summary, indent=2, default=_json_default))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="scores", show_header=False)
+    for key, value in result.summary.items():
+        shown = f"{value:.4f}" if isinstance(value, float) else str(value)
+        table.add_row(key, shown)
+    Console().print(table)
+    if csv is not None:
+        stderr_console().print(f"per-image scores: {csv}")
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, torch.Tensor):
+        return value.tolist()
+    return str(value)

@@ -1,0 +1,151 @@
+"""Checkpoints: safetensors round trips, atomic writes, and clear errors for bad files."""
+
+import random
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from gentool.checkpoint import (
+    CheckpointMeta,
+    load_resume,
+    read_checkpoint,
+    read_resume_header,
+    resolve_checkpoint,
+    save_model,
+    save_resume,
+)
+from gentool.errors import UserError
+
+
+def _meta(family="maf"):
+    return CheckpointMeta(
+        family=family,
+        plugin="flows",
+        plugin_version="0.1.0",
+        config={"hidden_features": [8, 8], "lr": 1e-3},
+        data='{"kind": "images"}',
+        epoch=3,
+        step=30,
+        metrics={"val_loss": 1.5},
+    )
+
+
+@pytest.fixture
+def state():
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.BatchNorm1d(8))
+    return net.state_dict()
+
+
+def test_round_trip(tmp_path, state):
+    path = tmp_path / "model.safetensors"
+    save_model(path, state, _meta())
+    meta, tensors = read_checkpoint(path, "maf")
+    assert meta.family == "maf" and meta.epoch == 3 and meta.metrics == {"val_loss": 1.5}
+    assert meta.config["hidden_features"] == [8, 8]
+    assert tensors.keys() == state.keys()
+    for key in state:
+        assert torch.equal(tensors[key], state[key])
+    assert [p.name for p in tmp_path.iterdir()] == ["model.safetensors"]  # no temp files left
+
+
+def test_run_folder_or_file(tmp_path, state):
+    save_model(tmp_path / "model.safetensors", state, _meta())
+    assert resolve_checkpoint(tmp_path) == tmp_path / "model.safetensors"
+    with pytest.raises(UserError, match="no such file or run folder"):
+        resolve_checkpoint(tmp_path / "nope")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(UserError, match="folder without model.safetensors"):
+        resolve_checkpoint(empty)
+
+
+def test_wrong_family(tmp_path, state):
+    save_model(tmp_path / "m.safetensors", state, _meta("cyclegan"))
+    with pytest.raises(UserError, match="is a 'cyclegan' checkpoint, not 'maf'"):
+        read_checkpoint(tmp_path / "m.safetensors", "maf")
+
+
+def test_foreign_safetensors(tmp_path, state):
+    save_file(dict(state), tmp_path / "foreign.safetensors")
+    with pytest.raises(UserError, match="not a gentool checkpoint"):
+        read_checkpoint(tmp_path / "foreign.safetensors")
+
+
+def test_not_safetensors_at_all(tmp_path):
+    path = tmp_path / "model.safetensors"
+    path.write_bytes(b"\x80\x04 this is a pickle, not safetensors")
+    with pytest.raises(UserError, match="not a readable safetensors file"):
+        read_checkpoint(path)
+
+
+def test_truncated(tmp_path, state):
+    path = tmp_path / "model.safetensors"
+    save_model(path, state, _meta())
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) - 20])
+    with pytest.raises(UserError) as info:
+        read_checkpoint(path)
+    assert "truncated" in str(info.value)
+
+
+def test_tampered_weights(tmp_path, state):
+    path = tmp_path / "model.safetensors"
+    save_model(path, state, _meta())
+    data = bytearray(path.read_bytes())
+    data[-3] ^= 0xFF  # flip bits in the last weight
+    path.write_bytes(bytes(data))
+    with pytest.raises(UserError, match="checksum"):
+        read_checkpoint(path)
+
+
+def test_newer_format(tmp_path, state):
+    meta = _meta()
+    meta.format = 99
+    save_model(tmp_path / "m.safetensors", state, meta)
+    with pytest.raises(UserError, match="upgrade gentool"):
+        read_checkpoint(tmp_path / "m.safetensors")
+
+
+def test_resume_state_round_trip(tmp_path):
+    torch.manual_seed(0)
+    net = torch.nn.Linear(3, 2)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-2, betas=(0.5, 0.999))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda e: 1.0 - e / 10)
+    for _ in range(3):
+        opt.zero_grad()
+        net(torch.randn(5, 3)).pow(2).sum().backward()
+        opt.step()
+        sched.step()
+    state = {
+        "networks": net.state_dict(),
+        "optimizers": {"g": opt.state_dict()},
+        "schedulers": {"g": sched.state_dict()},
+        "python": random.getstate(),
+        "request": {"data": "digits", "options": {"image_size": None}},
+        "meta": {"gentool.family": "maf"},
+    }
+    path = tmp_path / "resume.safetensors"
+    save_resume(path, state)
+    loaded = load_resume(path)
+    opt2 = torch.optim.Adam(torch.nn.Linear(3, 2).parameters(), lr=1.0)
+    opt2.load_state_dict(loaded["optimizers"]["g"])
+    assert opt2.state_dict()["param_groups"] == opt.state_dict()["param_groups"]
+    for key, value in opt.state_dict()["state"][0].items():
+        assert torch.equal(opt2.state_dict()["state"][0][key], value)
+    assert loaded["schedulers"]["g"]["last_epoch"] == 3
+    random.setstate((loaded["python"][0], tuple(loaded["python"][1]), loaded["python"][2]))
+    header = read_resume_header(path)
+    assert header["request"]["data"] == "digits"
+    assert header["meta"]["gentool.family"] == "maf"
+
+
+def test_resume_state_damaged(tmp_path):
+    path = tmp_path / "resume.safetensors"
+    save_resume(path, {"w": torch.arange(10.0)})
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0x01
+    path.write_bytes(bytes(data))
+    with pytest.raises(UserError, match="checksum"):
+        load_resume(path)

@@ -1,0 +1,52 @@
+"""Start-up stays light: --help, plugins and shell completion never import torch."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+PROBE = """
+import sys
+from gentool.cli import main
+code = main({args!r})
+heavy = sorted(m for m in ("torch", "torchvision", "sklearn", "matplotlib") if m in sys.modules)
+print("HEAVY=" + ",".join(heavy), file=sys.stderr)
+sys.exit(code)
+"""
+
+
+def _run(args, env=None):
+    return subprocess.run(
+        [sys.executable, "-c", PROBE.format(args=args)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=120,
+    )
+
+
+@pytest.mark.parametrize(
+    "args", [["--help"], ["plugins"], ["info", "maf"], ["datasets"], ["train", "--help"],
+             ["train", "maf", "--help"], ["--version"]]
+)
+def test_light_commands_do_not_import_torch(args):
+    result = _run(args)
+    assert result.returncode == 0, result.stderr
+    assert "HEAVY=\n" in result.stderr or result.stderr.rstrip().endswith("HEAVY=")
+
+
+def test_shell_completion_does_not_import_torch():
+    env = {"_GENTOOL_COMPLETE": "complete_bash", "COMP_WORDS": "gentool train m", "COMP_CWORD": "2"}
+    result = _run([], env)
+    assert "maf" in result.stdout and "made" in result.stdout
+    assert result.stderr.rstrip().endswith("HEAVY=")
+
+
+def test_version_matches_package():
+    from importlib.metadata import version
+
+    result = _run(["--version"])
+    assert result.stdout.strip() == f"gentool {version('gentool')}"
+    json.dumps(result.stdout)

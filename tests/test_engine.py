@@ -1,0 +1,168 @@
+"""The training engine: logging, checkpoints, resume, Ctrl-C, the NaN guard, early stopping.
+
+A small but real density model (a diagonal Gaussian in logit space) trains on scikit-learn
+digits here, so these tests exercise the engine alone; the families have their own tests.
+"""
+
+import json
+import os
+import signal
+from dataclasses import dataclass
+
+import pytest
+import torch
+from sklearn.datasets import load_digits
+from torch import nn
+from torch.utils.data import TensorDataset
+
+from gentool.checkpoint import read_checkpoint
+from gentool.config import DensityConfig
+from gentool.data.base import DataInfo, DataSource
+from gentool.density import DensityModel
+from gentool.engine import RunOptions, fit
+from gentool.errors import TrainingDiverged, UserError
+from gentool.family import DataKind, FamilySpec
+
+
+class DiagonalGaussian(nn.Module):
+    def __init__(self, features: int) -> None:
+        super().__init__()
+        self.loc = nn.Parameter(torch.zeros(features))
+        self.log_scale = nn.Parameter(torch.zeros(features))
+        self.hidden = nn.Linear(features, features)  # gives Adam real state to save
+
+    def log_prob(self, w):
+        w = w + 0.0 * self.hidden(w).sum()
+        dist = torch.distributions.Normal(self.loc, self.log_scale.exp())
+        return dist.log_prob(w).sum(1)
+
+    def sample(self, n, temperature=1.0):
+        return self.loc + temperature * self.log_scale.exp() * torch.randn(n, self.loc.numel())
+
+
+class GaussianModel(DensityModel):
+    fail_at: int | None = None  # step at which the loss turns NaN
+    interrupt_at: int | None = None  # step at which Ctrl-C arrives
+
+    def build_flow(self, features):
+        self.steps = 0
+        return DiagonalGaussian(features)
+
+    def train_step(self, batch):
+        self.steps += 1
+        if self.steps == self.interrupt_at:
+            os.kill(os.getpid(), signal.SIGINT)
+        losses = super().train_step(batch)
+        if self.fail_at is not None and self.steps >= self.fail_at:
+            losses["loss"] = losses["loss"] * float("nan")
+        return losses
+
+
+@dataclass
+class Config(DensityConfig):
+    pass
+
+
+SPEC = FamilySpec("gauss", "test density", Config, DataKind.IMAGES, {"train"}, GaussianModel)
+
+
+class Digits(DataSource):
+    def __init__(self):
+        x, y = load_digits(return_X_y=True)
+        images = torch.tensor(x, dtype=torch.float32).reshape(-1, 1, 8, 8) / 16
+        labels = torch.tensor(y)
+        self.train = TensorDataset(images[:400], labels[:400])
+        self.test = TensorDataset(images[400:500], labels[400:500])
+        names = tuple(str(i) for i in range(10))
+        self.info = DataInfo(DataKind.IMAGES, 1, 8, 8, levels=17, source="digits", class_names=names)
+
+    def split(self, name):
+        return {"train": self.train, "test": self.test}[name]
+
+
+def _train(out, epochs=4, resume=False, max_steps=None, model_class=GaussianModel, **cfg):
+    torch.manual_seed(0)
+    config = Config(epochs=epochs, batch_size=50, **{"lr": 0.05, **cfg})
+    model = model_class(config, Digits().info, torch.device("cpu"))
+    run = RunOptions(out, resume=resume, max_steps=max_steps, progress=False, log_every=3)
+    return fit(SPEC, model, Digits(), run), model
+
+
+def _records(out):
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_training_writes_a_complete_run(tmp_path):
+    result, _ = _train(tmp_path, epochs=3)
+    assert result.stopped == "finished" and result.epochs == 3
+    epochs = [r for r in _records(tmp_path) if r["type"] == "epoch"]
+    assert [r["epoch"] for r in epochs] == [1, 2, 3]
+    assert epochs[-1]["val_loss"] < epochs[0]["val_loss"]  # it learns on real data
+    for name in ("model.safetensors", "resume.safetensors", "losses.png"):
+        assert (tmp_path / name).is_file()
+    assert sorted(p.name for p in (tmp_path / "samples").iterdir()) == [
+        "epoch_0001.png", "epoch_0002.png", "epoch_0003.png"
+    ]
+    meta, _ = read_checkpoint(tmp_path / "model.safetensors", "gauss")
+    assert meta.metrics["val_loss"] == pytest.approx(result.best_validation)
+    assert DataInfo.from_json(meta.data).levels == 17
+
+
+def test_resume_equals_uninterrupted(tmp_path):
+    _, whole = _train(tmp_path / "whole", epochs=4)
+    _train(tmp_path / "split", epochs=2)
+    _, resumed = _train(tmp_path / "split", epochs=4, resume=True)
+    for key, value in whole.networks.state_dict().items():
+        assert torch.equal(resumed.networks.state_dict()[key], value), key
+    a = [r for r in _records(tmp_path / "whole") if r["type"] == "epoch"]
+    b = [r for r in _records(tmp_path / "split") if r["type"] == "epoch"]
+    assert a == b
+
+
+def test_resume_mid_epoch_equals_uninterrupted(tmp_path):
+    _, whole = _train(tmp_path / "whole", epochs=2)
+    result, _ = _train(tmp_path / "split", epochs=2, max_steps=5)  # 7 steps per epoch
+    assert result.stopped == "max-steps"
+    _, resumed = _train(tmp_path / "split", epochs=2, resume=True)
+    for key, value in whole.networks.state_dict().items():
+        assert torch.equal(resumed.networks.state_dict()[key], value), key
+
+
+def test_ctrl_c_saves_and_resumes(tmp_path):
+    class Interrupted(GaussianModel):
+        interrupt_at = 9
+
+    result, _ = _train(tmp_path / "run", epochs=3, model_class=Interrupted)
+    assert result.stopped == "interrupted" and result.steps == 9
+    assert (tmp_path / "run" / "resume.safetensors").is_file()
+    _, resumed = _train(tmp_path / "run", epochs=3, resume=True)
+    _, whole = _train(tmp_path / "whole", epochs=3)
+    for key, value in whole.networks.state_dict().items():
+        assert torch.equal(resumed.networks.state_dict()[key], value), key
+
+
+def test_nan_stops_and_keeps_last_good_checkpoint(tmp_path):
+    class Diverging(GaussianModel):
+        fail_at = 12  # epoch 2 (7 steps per epoch)
+
+    with pytest.raises(TrainingDiverged, match="loss became nan at epoch 2"):
+        _train(tmp_path, epochs=3, model_class=Diverging)
+    meta, tensors = read_checkpoint(tmp_path / "model.safetensors", "gauss")
+    assert meta.epoch == 1
+    assert all(torch.isfinite(t).all() for t in tensors.values())
+
+
+def test_early_stopping_keeps_the_best(tmp_path):
+    result, _ = _train(tmp_path, epochs=40, patience=2, lr=0.5)
+    epochs = [r for r in _records(tmp_path) if r["type"] == "epoch"]
+    best = min(r["val_loss"] for r in epochs)
+    meta, _ = read_checkpoint(tmp_path / "model.safetensors")
+    assert meta.metrics["val_loss"] == best == result.best_validation
+    # A large step size makes the validation loss bounce, so patience 2 ends the run early.
+    assert result.stopped == "early-stopped" and len(epochs) < 40
+    assert [r["val_loss"] for r in epochs].index(best) == len(epochs) - 3
+
+
+def test_resume_without_state(tmp_path):
+    with pytest.raises(UserError, match="holds no resume state"):
+        _train(tmp_path, resume=True)
