@@ -302,8 +302,9 @@ def translate(
         Path, typer.Option("--out", "-o", help="Folder for the outputs (same file names).")
     ],
     direction: Annotated[
-        str, typer.Option(help="a2b or b2a (CycleGAN); Pix2Pix has one direction.")
-    ] = "a2b",
+        str | None,
+        typer.Option(help="a2b or b2a [CycleGAN: a2b; Pix2Pix: the direction it was trained]."),
+    ] = None,
     batch_size: Annotated[
         int, typer.Option(help="Images per batch (same-size images are batched).")
     ] = 8,

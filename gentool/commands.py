@@ -244,7 +244,7 @@ def translate(
     checkpoint: str,
     images: Path,
     out: Path,
-    direction: str,
+    direction: str | None,
     batch_size: int,
     max_size: int | None,
     device_text: str,
@@ -253,7 +253,8 @@ def translate(
 
     device = resolve_device(device_text)
     model = load_model(spec, checkpoint, device)
-    written = translate_folder(model, images, out, _direction(direction), batch_size, max_size)
+    chosen = _direction(direction) if direction is not None else None
+    written = translate_folder(model, images, out, chosen, batch_size, max_size)
     print(json.dumps({"family": spec.name, "images": written, "out": str(out)}))
 
 

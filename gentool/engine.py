@@ -220,6 +220,8 @@ class Trainer:
         self.history: list[dict[str, Any]] = []
         self.last_plot = 0.0
         self.epoch_means: dict[str, float] = {}
+        # A schedule may add epochs after `epochs` (a GAN's learning-rate decay).
+        self.total_epochs = getattr(self.config, "total_epochs", self.config.epochs)
 
     # -- data -----------------------------------------------------------------------------------
     def _loaders(self) -> tuple[DataLoader, DataLoader | None]:
@@ -335,8 +337,8 @@ class Trainer:
         from gentool.progress import TrainProgress
 
         with _StopFlag() as stop, TrainProgress(self.run.progress) as bar:
-            bar.start(self.spec.name, self.config.epochs, len(train_loader), self.epoch)
-            while self.epoch < self.config.epochs:
+            bar.start(self.spec.name, self.total_epochs, len(train_loader), self.epoch)
+            while self.epoch < self.total_epochs:
                 stopped = self._run_epoch(train_loader, stop, bar)
                 if stopped != "epoch":
                     break
@@ -473,4 +475,7 @@ def fit(spec: FamilySpec, model: Model, source: DataSource, run: RunOptions) -> 
         raise UserError(f"--resume: {run.out} holds no resume state ({RESUME_FILE})")
     if os.environ.get("GENTOOL_DETERMINISTIC"):
         torch.use_deterministic_algorithms(True)
+    elif run.device.type == "cuda":
+        # Fixed image sizes: let cuDNN pick its fastest convolution algorithms once.
+        torch.backends.cudnn.benchmark = True
     return Trainer(spec, model, source, run).fit()

@@ -95,8 +95,8 @@ class Model:
         """``n`` new images in [0, 1]."""
         raise NotImplementedError
 
-    def translate(self, images: torch.Tensor, direction: str = "a2b") -> torch.Tensor:
-        """Translate images in [0, 1] of the model's input domain; same shape out."""
+    def translate(self, images: torch.Tensor, direction: str | None = None) -> torch.Tensor:
+        """Translate images in [0, 1]; same shape out. ``None``: the model's own direction."""
         raise NotImplementedError
 
     def begin_scoring(self) -> None:

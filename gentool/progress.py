@@ -21,7 +21,7 @@ __all__ = ["TrainProgress", "stderr_console"]
 
 
 def stderr_console() -> Console:
-    return Console(stderr=True)
+    return Console(stderr=True, log_path=False)
 
 
 class TrainProgress:

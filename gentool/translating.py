@@ -19,7 +19,7 @@ def translate_folder(
     model: Model,
     folder: Path,
     out: Path,
-    direction: str,
+    direction: str | None,
     batch_size: int,
     max_size: int | None = None,
 ) -> int:
@@ -68,7 +68,7 @@ def translate_folder(
 
 
 def _translate(
-    model: Model, batch: torch.Tensor, direction: str, max_size: int | None
+    model: Model, batch: torch.Tensor, direction: str | None, max_size: int | None
 ) -> torch.Tensor:
     height, width = batch.shape[-2:]
     if max_size is None or max(height, width) <= max_size:

@@ -1,0 +1,1 @@
+"""Image-to-image translation families for gentool: CycleGAN (unpaired) and Pix2Pix (paired)."""
