@@ -1,0 +1,132 @@
+"""The CycleGAN and pix2pix authors' data sets: names, public URLs, and loading them once.
+
+The URLs are those of the authors' download scripts (``datasets/download_cyclegan_dataset.sh``
+and ``download_pix2pix_dataset.sh`` in junyanz/pytorch-CycleGAN-and-pix2pix):
+``http://efrosgans.eecs.berkeley.edu/cyclegan/datasets/<name>.zip`` (unpaired, ``trainA/
+trainB/ testA/ testB/``) and ``http://efrosgans.eecs.berkeley.edu/pix2pix/datasets/
+<name>.tar.gz`` (paired, side-by-side AB images in ``train/ val/ test/``).
+
+Names: ``facades``, ``maps`` and ``cityscapes`` exist in both collections. The plain name
+is the paired pix2pix set (so ``gentool train pix2pix --data facades`` works) and the
+CycleGAN set is ``<name>-unpaired``; an unpaired family given the plain name is pointed to
+the ``-unpaired`` set by :func:`gentool.data.resolve.resolve_data`. Cityscapes cannot be
+redistributed (its licence), so both cityscapes entries explain how to prepare it by hand.
+
+Light at import (no torch): ``gentool datasets`` reads this table at start-up.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from gentool.data.base import DataOptions, DataSource
+from gentool.data.download import fetch_dataset, is_complete, mirror_url
+from gentool.errors import UserError
+from gentool.family import DataKind
+
+__all__ = ["ARCHIVES", "ORIGIN", "Archive", "is_cached", "load"]
+
+#: The authors' server; ``$GENTOOL_DATASET_MIRROR`` replaces it (see download.mirror_url).
+ORIGIN = "http://efrosgans.eecs.berkeley.edu"
+
+
+@dataclass(frozen=True)
+class Archive:
+    """One downloadable data set of the authors."""
+
+    name: str  # what users type after --data
+    remote: str  # the file name on the authors' server, without extension
+    kind: DataKind
+    summary: str
+    size: str
+    manual: str | None = None  # why it cannot be downloaded, and how to prepare it instead
+
+    @property
+    def url(self) -> str:
+        if self.kind is DataKind.UNPAIRED:
+            return mirror_url(f"{ORIGIN}/cyclegan/datasets/{self.remote}.zip", ORIGIN)
+        return mirror_url(f"{ORIGIN}/pix2pix/datasets/{self.remote}.tar.gz", ORIGIN)
+
+    @property
+    def expect(self) -> str:
+        """A folder whose presence means the data is in place."""
+        return "trainA" if self.kind is DataKind.UNPAIRED else "train"
+
+
+_CITYSCAPES = (
+    "cityscapes cannot be downloaded automatically (licence): get gtFine_trainvaltest.zip "
+    "and leftImg8bit_trainvaltest.zip from https://www.cityscapes-dataset.com, prepare them "
+    "with datasets/prepare_cityscapes_dataset.py of junyanz/pytorch-CycleGAN-and-pix2pix, "
+    "and put the result in {root}"
+)
+
+
+def _cyclegan(name: str, summary: str, size: str, remote: str | None = None) -> Archive:
+    return Archive(name, remote or name, DataKind.UNPAIRED, f"{summary} (CycleGAN)", size)
+
+
+def _pix2pix(name: str, summary: str, size: str) -> Archive:
+    return Archive(name, name, DataKind.PAIRED, f"{summary} (pix2pix)", size)
+
+
+# Sizes are the training-set sizes the authors give in docs/datasets.md.
+ARCHIVES: dict[str, Archive] = {
+    a.name: a
+    for a in (
+        _cyclegan("apple2orange", "apples <-> oranges, ImageNet photos", "996 + 1,020 images"),
+        _cyclegan("horse2zebra", "horses <-> zebras, ImageNet photos", "939 + 1,177 images"),
+        _cyclegan(
+            "summer2winter_yosemite", "Yosemite in summer <-> winter, Flickr", "1,273 + 854 images"
+        ),
+        _cyclegan("monet2photo", "Monet paintings <-> landscape photos", "1,074 + 6,853 images"),
+        _cyclegan("cezanne2photo", "Cezanne paintings <-> landscape photos", "584 + 6,853 images"),
+        _cyclegan("ukiyoe2photo", "Ukiyo-e prints <-> landscape photos", "1,433 + 6,853 images"),
+        _cyclegan("vangogh2photo", "Van Gogh paintings <-> landscape photos", "401 + 6,853 images"),
+        _cyclegan("iphone2dslr_flower", "iPhone <-> DSLR flower photos", "1,813 + 3,316 images"),
+        _cyclegan("maps-unpaired", "Google Maps <-> aerial photos", "1,096 images", "maps"),
+        _cyclegan("facades-unpaired", "facade labels <-> photos, CMP", "400 images", "facades"),
+        Archive(
+            "cityscapes-unpaired",
+            "cityscapes",
+            DataKind.UNPAIRED,
+            "street labels <-> photos, Cityscapes; prepared by hand (CycleGAN)",
+            "2,975 images",
+            manual=_CITYSCAPES,
+        ),
+        _pix2pix("facades", "facade photo | label map pairs, CMP", "400 pairs"),
+        _pix2pix("maps", "aerial photo | Google map pairs", "1,096 pairs"),
+        _pix2pix("edges2shoes", "edge map | shoe photo pairs, UT Zappos50K", "50k pairs"),
+        _pix2pix("edges2handbags", "edge map | handbag photo pairs, iGAN", "137k pairs"),
+        _pix2pix("night2day", "night | day pairs of the same webcam scene", "tar.gz download"),
+        Archive(
+            "cityscapes",
+            "cityscapes",
+            DataKind.PAIRED,
+            "street photo | label map pairs, Cityscapes; prepared by hand (pix2pix)",
+            "2,975 pairs",
+            manual=_CITYSCAPES,
+        ),
+    )
+}
+
+
+def is_cached(name: str, root: Path) -> bool:
+    """True when the data set was downloaded, or placed by hand, in ``root``."""
+    return is_complete(root) or (Path(root) / ARCHIVES[name].expect).is_dir()
+
+
+def load(name: str, options: DataOptions, root: Path) -> DataSource:
+    """The data source for a catalogued name, downloading and unpacking it on first use."""
+    archive = ARCHIVES[name]
+    root = Path(root)
+    if not is_cached(name, root):
+        if archive.manual:
+            raise UserError(archive.manual.format(root=root))
+        fetch_dataset(archive.url, root, name=name, expect=archive.expect)
+    from gentool.data.translation import load_translation_folder
+
+    # Files we unpacked ourselves were checked as an archive; hand-placed ones get checked.
+    return load_translation_folder(
+        root, archive.kind, options, source=name, check_files=not is_complete(root)
+    )

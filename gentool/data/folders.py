@@ -1,0 +1,230 @@
+"""Image folders as ``images`` data: flat, class subfolders, train/test splits, MVTec AD.
+
+Layouts, detected in this order:
+
+- ``train/`` (+ ``test/``, ``val/``) whose ``train/`` holds only ``good/``: MVTec AD style.
+  Classes are ``good`` (index 0) then the defect folders of ``test/`` in name order; the
+  normal class is ``good`` unless ``--normal-class`` says otherwise.
+- ``train/`` (+ ``test/``, ``val/``) with class subfolders, or with images directly (no
+  labels).
+- images directly in the folder: one unlabelled set (labels -1).
+- one subfolder per class: ``dir/<class>/*.png``, classes in name order.
+
+Without a ``test/`` folder, a fixed stratified 80/20 split holds out the test images
+(:func:`gentool.data.sources.fixed_split`, seed 0, independent of ``--seed``). With
+``--normal-class`` the train split keeps that class only; other splits keep every class.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from gentool.data.base import DataInfo, DataOptions
+from gentool.data.images import list_images, read_header, subfolders
+from gentool.data.sources import (
+    SPLIT_SEED,
+    TEST_FRACTION,
+    ImageFiles,
+    SplitSource,
+    checked_channels,
+    checked_size,
+    fixed_split,
+    normal_class_index,
+)
+from gentool.errors import UserError
+from gentool.family import DataKind
+
+__all__ = ["FolderScan", "load_all_images", "load_folder", "scan_folder"]
+
+SPLIT_NAMES = ("train", "test", "val")
+_TRANSLATION_DIRS = ("trainA", "trainB", "testA", "testB")
+
+
+@dataclass
+class FolderScan:
+    """What :func:`scan_folder` found: the layout, class names and labelled files per split."""
+
+    layout: str  # "mvtec", "split-classes", "split-flat", "flat" or "classes"
+    class_names: tuple[str, ...] = ()
+    splits: dict[str, list[tuple[Path, int]]] = field(default_factory=dict)
+
+    @property
+    def has_test(self) -> bool:
+        return "test" in self.splits
+
+
+def scan_folder(root: Path) -> FolderScan:
+    """Detect the layout of an image folder and list its files with class labels."""
+    root = Path(root)
+    if not root.is_dir():
+        raise UserError(f"{root} is not a folder")
+    dirs = {d.name: d for d in subfolders(root)}
+    if "trainA" in dirs and "trainB" in dirs:
+        raise UserError(
+            f"{root} is an unpaired translation set (trainA/, trainB/); image families need "
+            f"one set of images: give one of its folders, e.g. {root / 'trainA'}"
+        )
+    if "train" in dirs:
+        return _scan_splits(root, {s: dirs[s] for s in SPLIT_NAMES if s in dirs})
+    flat = list_images(root)
+    if flat:
+        return FolderScan("flat", (), {"all": [(p, -1) for p in flat]})
+    classes = [(d.name, list_images(d)) for d in dirs.values()]
+    classes = [(name, files) for name, files in classes if files]
+    if classes:
+        names = tuple(name for name, _ in classes)
+        files = [(p, i) for i, (_, paths) in enumerate(classes) for p in paths]
+        return FolderScan("classes", names, {"all": files})
+    nested = [d.name for d in dirs.values() if (d / "train").is_dir()]
+    if nested:
+        raise UserError(
+            f"{root} holds several data sets ({', '.join(nested[:5])}); give one of them, "
+            f"e.g. {root / nested[0]}"
+        )
+    raise UserError(
+        f"no images in {root} or its subfolders "
+        "(looked for .png .jpg .jpeg .bmp .tif .tiff .webp .ppm .pgm files)"
+    )
+
+
+def _scan_splits(root: Path, split_dirs: dict[str, Path]) -> FolderScan:
+    class_dirs = {s: {d.name: d for d in subfolders(p)} for s, p in split_dirs.items()}
+    train_classes = {n for n, d in class_dirs["train"].items() if list_images(d)}
+    if train_classes == {"good"}:
+        defects = sorted(
+            {n for s, ds in class_dirs.items() if s != "train" for n in ds if n != "good"}
+        )
+        names = ("good", *defects)
+        return FolderScan("mvtec", names, _label_splits(class_dirs, names))
+    if train_classes:
+        names = tuple(sorted({n for ds in class_dirs.values() for n in ds}))
+        return FolderScan("split-classes", names, _label_splits(class_dirs, names))
+    splits = {s: [(p, -1) for p in list_images(d)] for s, d in split_dirs.items()}
+    if not splits["train"]:
+        raise UserError(f"no images in {root / 'train'} or its subfolders")
+    return FolderScan("split-flat", (), splits)
+
+
+def _label_splits(
+    class_dirs: dict[str, dict[str, Path]], names: tuple[str, ...]
+) -> dict[str, list[tuple[Path, int]]]:
+    return {
+        split: [
+            (p, names.index(name)) for name, folder in dirs.items() for p in list_images(folder)
+        ]
+        for split, dirs in class_dirs.items()
+    }
+
+
+def load_folder(
+    path: Path, options: DataOptions, *, source: str | None = None, check_files: bool = True
+) -> SplitSource:
+    """An ``images`` data source from a folder in any layout :func:`scan_folder` knows.
+
+    Items are ``(image, label)``; the image size defaults to the first training image's
+    size (others are resized to it) and the channels to its own (1 for grey, else 3).
+    ``check_files`` opens every file's header now, so a bad file is named before training.
+    """
+    root = Path(path).expanduser()
+    scan = scan_folder(root)
+    name = source or str(root)
+    splits = dict(scan.splits)
+    made_split = False
+    if "all" in splits:
+        files = splits.pop("all")
+        train, test = fixed_split([label for _, label in files])
+        splits = {"train": [files[i] for i in train], "test": [files[i] for i in test]}
+        made_split = True
+    elif "test" not in splits:
+        files = splits["train"]
+        train, test = fixed_split([label for _, label in files])
+        splits["train"], splits["test"] = [files[i] for i in train], [files[i] for i in test]
+        made_split = True
+
+    normal_name = options.normal_class
+    if scan.layout == "mvtec" and normal_name is None:
+        normal_name = "good"
+    normal = normal_class_index(normal_name, scan.class_names, name)
+    if normal is not None:
+        splits["train"] = [(p, label) for p, label in splits["train"] if label == normal]
+        if not splits["train"]:
+            raise UserError(f"{name}: no training images of class {scan.class_names[normal]!r}")
+
+    if check_files:
+        for files in splits.values():
+            for file, _ in files:
+                read_header(file)
+    first = read_header(splits["train"][0][0])
+    channels = checked_channels(options, first.channels)
+    if options.image_size is not None:
+        side = checked_size(options, first.height)
+        size = (side, side)
+    else:
+        size = (first.height, first.width)
+
+    preprocessing = {
+        "layout": scan.layout,
+        "resize": list(size),
+        "interpolation": "bilinear",
+        "antialias": True,
+        "channels": channels,
+        "range": [0.0, 1.0],
+    }
+    if made_split:
+        preprocessing["split"] = {"test_fraction": TEST_FRACTION, "seed": SPLIT_SEED}
+    info = DataInfo(
+        kind=DataKind.IMAGES,
+        channels=channels,
+        height=size[0],
+        width=size[1],
+        levels=first.levels,
+        source=name,
+        normal_class=scan.class_names[normal] if normal is not None else None,
+        class_names=scan.class_names,
+        preprocessing=preprocessing,
+    )
+    datasets = {
+        split: ImageFiles([p for p, _ in files], [label for _, label in files], channels, size)
+        for split, files in splits.items()
+    }
+    return SplitSource(info, datasets)
+
+
+def load_all_images(path: Path, options: DataOptions) -> SplitSource:
+    """Every image in a folder as one ``"all"`` split, labelled when the layout has classes.
+
+    For ``gentool score --images DIR``: no test split is held out and ``--normal-class``
+    never filters; it only says which class is normal when the folder's classes include it
+    (then :meth:`DataSource.anomaly_labels` works), and is ignored otherwise.
+    """
+    root = Path(path).expanduser()
+    scan = scan_folder(root)
+    files = [item for split in scan.splits.values() for item in split]
+    for file, _ in files:
+        read_header(file)
+    first = read_header(files[0][0])
+    channels = checked_channels(options, first.channels)
+    side = checked_size(options, first.height)
+    size = (side, side) if options.image_size is not None else (first.height, first.width)
+    normal = options.normal_class if options.normal_class in scan.class_names else None
+    info = DataInfo(
+        kind=DataKind.IMAGES,
+        channels=channels,
+        height=size[0],
+        width=size[1],
+        levels=first.levels,
+        source=str(root),
+        normal_class=normal,
+        class_names=scan.class_names,
+        preprocessing={
+            "layout": scan.layout,
+            "resize": list(size),
+            "interpolation": "bilinear",
+            "antialias": True,
+            "channels": channels,
+            "range": [0.0, 1.0],
+        },
+    )
+    dataset = ImageFiles([p for p, _ in files], [label for _, label in files], channels, size)
+    return SplitSource(info, {"all": dataset})

@@ -1,0 +1,86 @@
+"""What ``--data NAME|DIR`` means: a folder, read in the layout the family needs, or a name."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from gentool.data.base import DataOptions, DatasetEntry, DataSource
+from gentool.errors import UserError
+from gentool.family import DataKind
+
+__all__ = ["load_path", "resolve_data", "resolve_images"]
+
+_KIND_WORDS = {
+    DataKind.IMAGES: "images (one set, with optional classes)",
+    DataKind.UNPAIRED: "unpaired A and B sets",
+    DataKind.PAIRED: "paired A -> B images",
+}
+
+
+def resolve_data(
+    text: str, kind: DataKind, options: DataOptions, datasets: dict[str, DatasetEntry]
+) -> DataSource:
+    """The data source for ``--data text``, for a family that trains on ``kind`` data.
+
+    An existing folder is read by the loader for ``kind`` (layouts detected, see
+    :mod:`gentool.data.folders` and :mod:`gentool.data.translation`); otherwise ``text``
+    must name a registered dataset of that kind. A paired name given to an unpaired
+    family resolves to its ``<name>-unpaired`` twin when one is registered (the CycleGAN
+    version of ``facades``, ``maps``, ``cityscapes``).
+    """
+    path = Path(text).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise UserError(f"--data {text}: a file; give a folder of images or a dataset name")
+        return load_path(path, kind, options)
+    entry = datasets.get(text)
+    if entry is None:
+        named = ", ".join(sorted(datasets)) or "none registered"
+        looks_like_path = any(sep in text for sep in ("/", "\\")) or text.startswith((".", "~"))
+        if looks_like_path:
+            raise UserError(f"no folder {text}; give an existing folder or a dataset name")
+        raise UserError(f"unknown dataset {text!r}; named datasets: {named}; or give a folder")
+    if entry.kind is not kind:
+        twin = datasets.get(f"{text}-{kind.value}")
+        if twin is not None and twin.kind is kind:
+            print(f"note: using {twin.name}, the {kind.value} version of {text}", file=sys.stderr)
+            entry = twin
+        else:
+            fitting = ", ".join(sorted(n for n, e in datasets.items() if e.kind is kind))
+            raise UserError(
+                f"dataset {text!r} is {_KIND_WORDS[entry.kind]}, but this family needs "
+                f"{_KIND_WORDS[kind]}; {kind.value} datasets: {fitting or 'none'}"
+            )
+    source = entry.load(options, entry.root())
+    if source.info.kind is not kind:  # a plugin's loader disagreeing with its own entry
+        raise UserError(
+            f"dataset {entry.name!r} (plugin {entry.plugin or '?'}) loaded "
+            f"{source.info.kind.value} data, but this family needs {kind.value} data"
+        )
+    return source
+
+
+def load_path(path: Path, kind: DataKind, options: DataOptions) -> DataSource:
+    """A folder read as ``kind`` data: image layouts for images, A/B layouts otherwise."""
+    if kind is DataKind.IMAGES:
+        from gentool.data.folders import load_folder
+
+        return load_folder(Path(path), options)
+    from gentool.data.translation import load_translation_folder
+
+    return load_translation_folder(Path(path), kind, options)
+
+
+def resolve_images(path: Path, options: DataOptions) -> tuple[Any, DataSource]:
+    """``--images DIR`` for scoring: every image in the folder, and the source describing them.
+
+    Returns the dataset (items ``(image, label)``, a ``paths`` attribute) and its source,
+    whose ``anomaly_labels`` works when the folder has class subfolders that include
+    ``options.normal_class`` (an MVTec ``test/`` folder: ``good/``, ``crack/``, ...).
+    """
+    from gentool.data.folders import load_all_images
+
+    source = load_all_images(Path(path), options)
+    return source.split("all"), source

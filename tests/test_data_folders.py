@@ -1,0 +1,129 @@
+"""Image folders: layout detection, labels, normal class, the fixed split, bad files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from gentool.data.base import DataOptions
+from gentool.data.folders import load_folder, scan_folder
+from gentool.errors import UserError
+from gentool.family import DataKind
+
+
+def write_image(path: Path, value: int = 128, size: tuple[int, int] = (12, 10), mode="RGB"):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    shape = (size[1], size[0], 3) if mode == "RGB" else (size[1], size[0])
+    Image.fromarray(np.full(shape, value, dtype=np.uint8), mode).save(path)
+
+
+def test_flat_folder_has_no_labels_and_a_fixed_split(tmp_path):
+    for i in range(10):
+        write_image(tmp_path / f"{i:02d}.png", value=i * 20)
+    source = load_folder(tmp_path, DataOptions(seed=5))
+    train, test = source.split("train"), source.split("test")
+    assert (len(train), len(test)) == (8, 2)
+    image, label = train[0]
+    assert image.shape == (3, 10, 12) and label == -1
+    assert source.info.class_names == () and source.info.preprocessing["layout"] == "flat"
+    assert source.info.preprocessing["split"] == {"test_fraction": 0.2, "seed": 0}
+    again = load_folder(tmp_path, DataOptions(seed=99))
+    assert again.split("test").paths == test.paths  # the split ignores --seed
+    with pytest.raises(UserError, match="no classes"):
+        load_folder(tmp_path, DataOptions(normal_class="a"))
+
+
+def test_class_subfolders_stratified_split_and_normal_class(tmp_path):
+    for name, count in (("cat", 10), ("dog", 5)):
+        for i in range(count):
+            write_image(tmp_path / name / f"{i}.jpg", mode="L")
+    source = load_folder(tmp_path, DataOptions(image_size=8))
+    assert source.info.class_names == ("cat", "dog")
+    assert source.info.shape == (1, 8, 8)  # grey files stay one channel
+    test_labels = sorted(int(label) for label in source.split("test").labels)
+    assert test_labels == [0, 0, 1]  # 20 % of each class
+    assert len(source.split("train")) == 12
+    normal = load_folder(tmp_path, DataOptions(normal_class="dog"))
+    assert set(normal.split("train").labels.tolist()) == {1}
+    assert normal.info.normal_class == "dog"
+    assert len(normal.split("test")) == 3
+    labels = torch.tensor([0, 1, 1])
+    assert normal.anomaly_labels(labels).tolist() == [1, 0, 0]
+    by_index = load_folder(tmp_path, DataOptions(normal_class="0"))
+    assert by_index.info.normal_class == "cat"
+    with pytest.raises(UserError, match="cat, dog"):
+        load_folder(tmp_path, DataOptions(normal_class="bird"))
+
+
+def test_mvtec_layout(tmp_path):
+    for i in range(4):
+        write_image(tmp_path / "train" / "good" / f"{i:03d}.png", size=(16, 16))
+    write_image(tmp_path / "test" / "good" / "000.png", size=(16, 16))
+    write_image(tmp_path / "test" / "scratch" / "000.png", size=(16, 16))
+    write_image(tmp_path / "test" / "crack" / "000.png", size=(16, 16))
+    write_image(tmp_path / "ground_truth" / "crack" / "000_mask.png", size=(16, 16))
+    source = load_folder(tmp_path, DataOptions(image_size=8, channels=1))
+    info = source.info
+    assert info.kind is DataKind.IMAGES
+    assert info.class_names == ("good", "crack", "scratch")
+    assert info.normal_class == "good" and info.preprocessing["layout"] == "mvtec"
+    assert info.shape == (1, 8, 8)
+    assert set(source.split("train").labels.tolist()) == {0}
+    test = source.split("test")
+    names = {p.parent.name: int(label) for p, label in zip(test.paths, test.labels, strict=True)}
+    assert names == {"good": 0, "crack": 1, "scratch": 2}
+    assert source.anomaly_labels(test.labels).tolist() == [0 if n == "good" else 1 for n in names]
+    assert "split" not in info.preprocessing
+
+
+def test_train_test_class_folders(tmp_path):
+    for split in ("train", "test"):
+        for name in ("a", "b", "c"):
+            write_image(tmp_path / split / name / "1.png")
+    source = load_folder(tmp_path, DataOptions())
+    assert source.info.preprocessing["layout"] == "split-classes"
+    assert source.info.class_names == ("a", "b", "c")
+    assert source.split("test").labels.tolist() == [0, 1, 2]
+    with pytest.raises(UserError, match="no 'val' split; it has: train, test"):
+        source.split("val")
+
+
+def test_images_of_other_sizes_are_resized_to_the_first(tmp_path):
+    write_image(tmp_path / "a.png", size=(12, 10))
+    write_image(tmp_path / "b.png", size=(30, 30))
+    write_image(tmp_path / "c.png", size=(12, 10))
+    source = load_folder(tmp_path, DataOptions())
+    shapes = {
+        tuple(source.split(s)[i][0].shape)
+        for s in ("train", "test")
+        for i in range(len(source.split(s)))
+    }
+    assert shapes == {(3, 10, 12)}
+
+
+def test_bad_file_is_named_before_training(tmp_path):
+    for i in range(4):
+        write_image(tmp_path / f"{i}.png")
+    (tmp_path / "zz_bad.jpg").write_bytes(b"<html>not found</html>")
+    with pytest.raises(UserError, match="zz_bad.jpg"):
+        load_folder(tmp_path, DataOptions())
+
+
+def test_helpful_errors_for_wrong_folders(tmp_path):
+    with pytest.raises(UserError, match="not a folder"):
+        scan_folder(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match="no images"):
+        scan_folder(tmp_path / "empty")
+    write_image(tmp_path / "cyc" / "trainA" / "1.png")
+    write_image(tmp_path / "cyc" / "trainB" / "1.png")
+    with pytest.raises(UserError, match="unpaired translation set"):
+        scan_folder(tmp_path / "cyc")
+    write_image(tmp_path / "mvtec" / "bottle" / "train" / "good" / "1.png")
+    write_image(tmp_path / "mvtec" / "cable" / "train" / "good" / "1.png")
+    with pytest.raises(UserError, match="several data sets"):
+        scan_folder(tmp_path / "mvtec")
