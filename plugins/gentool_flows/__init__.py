@@ -1,0 +1,3 @@
+"""gentool's built-in normalizing flows: MADE, MAF and IAF (registered by ``.plugin``)."""
+
+__all__: list[str] = []

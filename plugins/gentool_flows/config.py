@@ -1,0 +1,83 @@
+"""Hyperparameters of the flow families (light: no torch import, the CLI reads them at start-up)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from gentool.config import DensityConfig, option
+
+__all__ = ["IAFConfig", "MADEConfig", "MAFConfig"]
+
+ORDERS = ("natural", "random")
+ACTIVATIONS = ("relu", "elu", "tanh")
+
+
+# One definition per option, shared by the three families (each dataclass lists its own
+# fields so that `gentool info` shows them in a sensible order).
+def _num_layers() -> Any:
+    return option(5, "MADE layers in the flow (MAF paper: 5 or 10)", minimum=1)
+
+
+def _hidden_features(default: tuple[int, ...]) -> Any:
+    return option(default, "units per hidden layer of each MADE (>= pixels - 1 covers every pixel)")
+
+
+def _order() -> Any:
+    return option(
+        "natural",
+        "pixel order: natural (reversed between layers) or random per layer",
+        choices=ORDERS,
+    )
+
+
+def _activation() -> Any:
+    return option("relu", "nonlinearity of the MADE hidden layers", choices=ACTIVATIONS)
+
+
+def _log_scale_clamp() -> Any:
+    return option(5.0, "clamp log s to [-c, c], for stable early training (0 = off)", minimum=0.0)
+
+
+def _cuda_graphs() -> Any:
+    return option(
+        False,
+        "replay the sequential passes as CUDA graphs (CUDA only; faster, holds memory)",
+        resumable=True,
+    )
+
+
+@dataclass
+class MADEConfig(DensityConfig):
+    """A single Gaussian MADE: one masked autoregressive layer, no batch norm."""
+
+    hidden_features: tuple[int, ...] = _hidden_features((1024,))
+    order: str = _order()
+    activation: str = _activation()
+    log_scale_clamp: float = _log_scale_clamp()
+    cuda_graphs: bool = _cuda_graphs()
+
+
+@dataclass
+class MAFConfig(DensityConfig):
+    """Masked autoregressive flow (MAF paper on MNIST: 5 layers, 1024 hidden units each)."""
+
+    num_layers: int = _num_layers()
+    hidden_features: tuple[int, ...] = _hidden_features((1024,))
+    batch_norm: bool = option(True, "batch normalisation between the MADE layers (MAF paper)")
+    order: str = _order()
+    activation: str = _activation()
+    log_scale_clamp: float = _log_scale_clamp()
+    cuda_graphs: bool = _cuda_graphs()
+
+
+@dataclass
+class IAFConfig(DensityConfig):
+    """Inverse autoregressive flow: MAF read the other way (no batch norm)."""
+
+    num_layers: int = _num_layers()
+    hidden_features: tuple[int, ...] = _hidden_features((1024,))
+    order: str = _order()
+    activation: str = _activation()
+    log_scale_clamp: float = _log_scale_clamp()
+    cuda_graphs: bool = _cuda_graphs()
