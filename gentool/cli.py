@@ -189,9 +189,7 @@ def _train_command(spec: FamilySpec):
     for name, kind, default in _DATA_PARAMS:
         params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default))
         annotations[name] = kind
-    for f in fields:
-        if f.name in reserved:
-            raise TypeError(f"family {spec.name!r}: {f.name!r} clashes with a CLI option")
+    for f in fields:  # the registry has checked that no field takes a reserved name
         text = f"{f.help} [default: {f.format_default()}]"
         if f.kind is bool:
             flags = f"{f.flag}/--no-{f.flag[2:]}"
@@ -369,6 +367,15 @@ def bench(
     )
 
 
+def _one_line(err: Exception) -> str:
+    """The message alone, also when a DataLoader worker wrapped it in its traceback."""
+    text = str(err)
+    if "Original Traceback" in text:
+        last = [line for line in text.splitlines() if line.strip()][-1]
+        text = last.split("UserError: ", 1)[-1]
+    return text
+
+
 def _check_train_family(args: list[str]) -> None:
     """``gentool train NAME``: name the known families rather than 'No such command'."""
     words = [a for a in args if a != "--debug"]
@@ -394,7 +401,7 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as err:
         if debug:
             raise
-        stderr.print(f"[red]error:[/red] {err}", highlight=False, soft_wrap=True)
+        stderr.print(f"[red]error:[/red] {_one_line(err)}", highlight=False, soft_wrap=True)
         return 2
     except TrainingDiverged as err:
         if debug:

@@ -33,6 +33,7 @@ from typing import Any
 from gentool.errors import UserError
 
 __all__ = [
+    "RESERVED_NAMES",
     "ConfigField",
     "DensityConfig",
     "TrainConfig",
@@ -43,6 +44,17 @@ __all__ = [
     "load_config_file",
     "option",
 ]
+
+
+#: Names of ``gentool train`` options that every family shares (data, device, run folder);
+#: a family's hyperparameter may not take one of them.
+RESERVED_NAMES = frozenset(
+    {
+        "data", "out", "image_size", "channels", "normal_class", "load_size", "flip",
+        "direction", "device", "resume", "overwrite", "config", "workers", "max_steps",
+        "quiet", "help", "ctx",
+    }
+)  # fmt: skip
 
 
 def option(
@@ -151,9 +163,15 @@ def _scalar(kind: type, raw: Any) -> Any:
 
 def config_fields(config_class: type) -> list[ConfigField]:
     """The hyperparameters of a config dataclass, in declaration order."""
+    if not dataclasses.is_dataclass(config_class):
+        raise TypeError(f"{config_class!r} is not a dataclass")
     hints = typing.get_type_hints(config_class)
     out = []
     for f in dataclasses.fields(config_class):
+        if f.name in RESERVED_NAMES:
+            raise TypeError(
+                f"{config_class.__name__}.{f.name}: the name is taken by a shared CLI option"
+            )
         hint = hints[f.name]
         origin = typing.get_origin(hint)
         item = None

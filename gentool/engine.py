@@ -220,8 +220,6 @@ class Trainer:
         self.history: list[dict[str, Any]] = []
         self.last_plot = 0.0
         self.epoch_means: dict[str, float] = {}
-        # A schedule may add epochs after `epochs` (a GAN's learning-rate decay).
-        self.total_epochs = getattr(self.config, "total_epochs", self.config.epochs)
 
     # -- data -----------------------------------------------------------------------------------
     def _loaders(self) -> tuple[DataLoader, DataLoader | None]:
@@ -337,8 +335,8 @@ class Trainer:
         from gentool.progress import TrainProgress
 
         with _StopFlag() as stop, TrainProgress(self.run.progress) as bar:
-            bar.start(self.spec.name, self.total_epochs, len(train_loader), self.epoch)
-            while self.epoch < self.total_epochs:
+            bar.start(self.spec.name, self.config.epochs, len(train_loader), self.epoch)
+            while self.epoch < self.config.epochs:
                 stopped = self._run_epoch(train_loader, stop, bar)
                 if stopped != "epoch":
                     break

@@ -17,6 +17,7 @@ from typing import Any
 import pluggy
 
 from gentool import hookspecs
+from gentool.config import config_fields
 from gentool.data.base import DatasetEntry
 from gentool.errors import UserError
 from gentool.family import FamilySpec
@@ -96,6 +97,7 @@ class Registry:
     def _add_family(self, spec: FamilySpec, info: PluginInfo) -> None:
         if not isinstance(spec, FamilySpec):
             raise TypeError(f"register_families expects FamilySpec, got {type(spec).__name__}")
+        config_fields(spec.config)  # a config the CLI cannot turn into options fails here
         if spec.name in self.families:
             owner = self.families[spec.name].plugin
             raise ValueError(f"family {spec.name!r} is already registered by plugin {owner!r}")

@@ -31,12 +31,14 @@ def register_families(register):
     raise ValueError("boom in hook")
 """
 CLASH = GOOD.replace('"a toy family"', '"a second toy"')
+# A hyperparameter named like a shared train option would break the CLI for everyone.
+BAD_CONFIG = GOOD.replace("    pass", "    device: str = 'cpu'").replace('"toy"', '"badtoy"')
 
 
 @pytest.fixture
 def fake_plugins(tmp_path, monkeypatch):
     modules = {"good_plugin": GOOD, "broken_import": BROKEN_IMPORT, "broken_hook": BROKEN_HOOK,
-               "clash_plugin": CLASH}
+               "clash_plugin": CLASH, "bad_config": BAD_CONFIG}
     for name, source in modules.items():
         (tmp_path / f"{name}.py").write_text(textwrap.dedent(source))
     monkeypatch.syspath_prepend(str(tmp_path))
@@ -63,6 +65,15 @@ def test_broken_plugins_are_isolated(fake_plugins, monkeypatch):
     assert registry.families["toy"].plugin == "clash_plugin"
     assert errors["clash_plugin"] is None
     assert "already registered by plugin 'clash_plugin'" in errors["good_plugin"]
+    assert "taken by a shared CLI option" in errors["bad_config"]
+    assert "badtoy" not in registry.families
+
+
+def test_cli_options_are_reserved_names():
+    from gentool.cli import _DATA_PARAMS
+    from gentool.config import RESERVED_NAMES
+
+    assert {name for name, _, _ in _DATA_PARAMS} <= RESERVED_NAMES
 
 
 def test_load_plugins_env_selects(fake_plugins, monkeypatch):

@@ -72,7 +72,7 @@ def test_the_reports_command_line_builds_the_config():
         "instance",
         "lsgan",
     )
-    assert (defaults.epochs, defaults.epochs_decay, defaults.total_epochs) == (100, 100, 200)
+    assert (defaults.epochs, defaults.epochs_decay) == (200, 100)  # reference: 100 + 100
     assert not defaults.dropout
 
 
@@ -173,7 +173,7 @@ def test_wgangp_training_applies_the_penalty():
 
 @pytest.mark.filterwarnings("ignore:Detected call of")
 def test_linear_schedule_is_constant_then_decays_to_zero():
-    model = make_model(epochs=3, epochs_decay=4)
+    model = make_model(epochs=7, epochs_decay=4)
     model.configure_training()
     rates = []
     for epoch in range(7):
@@ -182,6 +182,17 @@ def test_linear_schedule_is_constant_then_decays_to_zero():
     expected = [1, 1, 1, 4 / 5, 3 / 5, 2 / 5, 1 / 5]
     assert rates == pytest.approx(expected)
     assert model.optimizers["D"].param_groups[0]["lr"] == pytest.approx(0.0)  # after 7 epochs
+
+
+@pytest.mark.filterwarnings("ignore:Detected call of")
+def test_decay_longer_than_the_run_decays_throughout():
+    model = make_model(epochs=2, epochs_decay=100)
+    model.configure_training()
+    first = model.optimizers["G"].param_groups[0]["lr"]
+    model.end_epoch(0)
+    # As in the reference, a decaying epoch never runs at the full rate: 2/3, then 1/3.
+    assert first == pytest.approx(0.0002 * 2 / 3)
+    assert model.optimizers["G"].param_groups[0]["lr"] == pytest.approx(0.0002 / 3)
 
 
 @pytest.mark.parametrize("policy", ["step", "plateau", "cosine"])

@@ -20,8 +20,8 @@ class TranslationConfig(TrainConfig):
 
     # -- schedule and optimiser (a GAN trains one image at a time at 2e-4) ------------------
     epochs: int = option(
-        100,
-        "epochs at the initial learning rate (n_epochs); the run lasts epochs + epochs_decay",
+        200,
+        "epochs the run lasts in all (the reference's n_epochs + n_epochs_decay)",
         minimum=1,
         resumable=True,
     )
@@ -29,7 +29,8 @@ class TranslationConfig(TrainConfig):
     lr: float = option(0.0002, "initial learning rate of both Adam optimisers", minimum=0.0)
     epochs_decay: int = option(
         100,
-        "further epochs over which the learning rate decays linearly to zero (n_epochs_decay)",
+        "the last N epochs, over which the lr decays linearly to zero (n_epochs_decay; "
+        "at most --epochs; 0 = constant)",
         minimum=0,
         resumable=True,
     )
@@ -89,11 +90,6 @@ class TranslationConfig(TrainConfig):
         "off, like the authors' test.py, each image uses its own statistics",
         resumable=True,
     )
-
-    @property
-    def total_epochs(self) -> int:
-        """Epochs the run lasts: constant learning rate, then the linear decay."""
-        return self.epochs + self.epochs_decay
 
 
 @dataclass

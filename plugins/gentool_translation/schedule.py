@@ -11,12 +11,15 @@ __all__ = ["linear_decay", "make_scheduler"]
 
 
 def linear_decay(epochs: int, epochs_decay: int) -> Any:
-    """The factor on the initial lr for the epoch after ``step`` completed epochs: 1 for the
-    first ``epochs``, then falling linearly over ``epochs_decay`` more towards zero (the last
-    epoch trains at ``1 / (epochs_decay + 1)``, as in the reference)."""
+    """The factor on the initial lr for the epoch after ``step`` completed epochs of a run of
+    ``epochs``: 1 at first, then falling linearly over the last ``epochs_decay`` epochs towards
+    zero (the last epoch trains at ``1 / (epochs_decay + 1)``, as in the reference, whose
+    n_epochs is our ``epochs - epochs_decay``)."""
+    epochs_decay = min(epochs_decay, epochs)
+    constant = epochs - epochs_decay
 
     def factor(step: int) -> float:
-        return 1.0 - max(0, step + 1 - epochs) / float(epochs_decay + 1)
+        return 1.0 - max(0, step + 1 - constant) / float(epochs_decay + 1)
 
     return factor
 
