@@ -59,10 +59,12 @@ def _root(
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Show version.")
     ] = False,
-    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks of errors.")] = False,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show tracebacks of errors (or GENTOOL_DEBUG=1).")
+    ] = False,
 ) -> None:
-    if debug:
-        os.environ["GENTOOL_DEBUG"] = "1"
+    """Train, sample, score, translate and benchmark deep generative models."""
+    # --debug is read by main() before parsing, so errors raised while parsing obey it too.
 
 
 # -- inspection -------------------------------------------------------------------------------
@@ -213,8 +215,9 @@ def _given(ctx: typer.Context, name: str) -> bool:
 
 
 def _register_train_commands() -> None:
+    known = {command.name for command in train_app.registered_commands}
     for spec in sorted(get_registry().families.values(), key=lambda s: s.name):
-        if spec.can("train"):
+        if spec.can("train") and spec.name not in known:
             train_app.command(name=spec.name)(_train_command(spec))
 
 
