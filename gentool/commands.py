@@ -14,9 +14,8 @@ import torch
 from gentool.checkpoint import (
     MODEL_FILE,
     RESUME_FILE,
-    read_checkpoint,
+    load_model,
     read_resume_header,
-    resolve_checkpoint,
 )
 from gentool.config import build_config, config_fields, config_from_json, load_config_file
 from gentool.data.base import DataInfo, DataOptions
@@ -59,7 +58,9 @@ def train(spec: FamilySpec, explicit: dict[str, Any], opts: dict[str, Any]) -> N
             direction=_direction(opts["direction"]),
             seed=config.seed,
         )
-    device = resolve_device(opts["device"])
+    from gentool.distributed import setup
+
+    dist, device = setup(resolve_device(opts["device"]))
     source = _resolve_data(data_text, spec.data_kind, options)
     seed_everything(config.seed)
     model = spec.load_model_class()(config, source.info, device)
@@ -74,11 +75,15 @@ def train(spec: FamilySpec, explicit: dict[str, Any], opts: dict[str, Any]) -> N
         max_steps=opts["max_steps"],
         progress=not opts["quiet"],
         request={"data": data_text, "options": vars(options)},
+        dist=dist,
     )
     console = stderr_console()
-    console.print(
-        f"training {spec.name} on {source.info.source} ({_describe(source.info)}) on {device}"
-    )
+    if dist.main:
+        where = f"{device}" + (f" x {dist.world} processes" if dist.active else "")
+        console.print(
+            f"training {spec.name} on {source.info.source} ({_describe(source.info)}) on {where}"
+        )
+    dist.barrier()  # every rank has checked the run folder before rank 0 writes to it
     try:
         result = fit(spec, model, source, run)
     except TrainingDiverged as err:
@@ -95,6 +100,8 @@ def train(spec: FamilySpec, explicit: dict[str, Any], opts: dict[str, Any]) -> N
     }
     if result.best_validation is not None:
         summary["best_validation_loss"] = result.best_validation
+    if not dist.main:
+        return
     if result.stopped == "interrupted":
         console.print(f"interrupted: state saved; continue with --resume --out {out}")
     print(json.dumps(summary))
@@ -142,23 +149,6 @@ def _resolve_data(text: str, kind: DataKind, options: DataOptions):
     from gentool.data.resolve import resolve_data
 
     return resolve_data(text, kind, options, get_registry().datasets)
-
-
-# -- loading a trained model ----------------------------------------------------------------------
-def load_model(spec: FamilySpec, checkpoint: str | Path, device: torch.device) -> Model:
-    """The model in a checkpoint, rebuilt from its saved hyperparameters, in eval mode."""
-    path = resolve_checkpoint(checkpoint)
-    meta, tensors = read_checkpoint(path, spec.name)
-    config = config_from_json(spec.config, json.dumps(meta.config))
-    data = DataInfo.from_json(meta.data)
-    model = spec.load_model_class()(config, data, device)
-    try:
-        model.networks.load_state_dict(tensors)
-    except RuntimeError as err:
-        first = str(err).strip().splitlines()[0][:300]
-        raise UserError(f"{path} does not fit the {spec.name!r} networks: {first}") from None
-    model.checkpoint_meta = meta
-    return model.eval()
 
 
 # -- sample ---------------------------------------------------------------------------------------

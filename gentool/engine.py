@@ -33,6 +33,7 @@ from gentool.checkpoint import MODEL_FILE, RESUME_FILE, CheckpointMeta, load_res
 from gentool.checkpoint import save_resume as write_resume
 from gentool.config import config_to_dict
 from gentool.data.base import DataSource
+from gentool.distributed import Distributed
 from gentool.errors import TrainingDiverged, UserError
 from gentool.family import FamilySpec
 from gentool.model import Model
@@ -60,6 +61,7 @@ class RunOptions:
     max_steps: int | None = None  # stop after this many steps in total (tests, smoke runs)
     progress: bool = True
     request: dict[str, Any] = field(default_factory=dict)  # the data asked for, to resume it
+    dist: Distributed = field(default_factory=Distributed)  # this process's rank (torchrun)
 
 
 @dataclass
@@ -110,20 +112,27 @@ def to_device(batch: Any, device: torch.device) -> Any:
 
 
 class EpochSampler(Sampler[int]):
-    """A fresh permutation per epoch from ``(seed, epoch)``, optionally starting part-way."""
+    """A fresh permutation per epoch from ``(seed, epoch)``, optionally starting part-way.
 
-    def __init__(self, size: int, seed: int) -> None:
-        self.size, self.seed, self.epoch, self.start = size, seed, 0, 0
+    With several processes, each takes every ``world``-th index of the same permutation,
+    all with the same count, so every rank runs the same number of steps.
+    """
+
+    def __init__(self, size: int, seed: int, rank: int = 0, world: int = 1) -> None:
+        self.size, self.seed, self.rank, self.world = size, seed, rank, world
+        self.epoch, self.start = 0, 0
 
     def set_epoch(self, epoch: int, start: int = 0) -> None:
         self.epoch, self.start = epoch, start
 
     def __iter__(self) -> Iterator[int]:
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        return iter(torch.randperm(self.size, generator=g)[self.start :].tolist())
+        order = torch.randperm(self.size, generator=g)
+        shard = order[: self.size - self.size % self.world][self.rank :: self.world]
+        return iter(shard[self.start :].tolist())
 
     def __len__(self) -> int:
-        return self.size - self.start
+        return self.size // self.world - self.start
 
 
 def split_validation(
@@ -210,6 +219,7 @@ class Trainer:
 
     def __init__(self, spec: FamilySpec, model: Model, source: DataSource, run: RunOptions):
         self.spec, self.model, self.source, self.run = spec, model, source, run
+        self.dist = run.dist
         self.config = model.config
         self.out = Path(run.out)
         self.epoch = 0  # epochs completed
@@ -229,14 +239,14 @@ class Trainer:
         if len(train) == 0:
             raise UserError("the training split is empty (check --data and --normal-class)")
         batch = self.config.batch_size
-        self.sampler = EpochSampler(len(train), self.config.seed)
+        self.sampler = EpochSampler(len(train), self.config.seed, self.dist.rank, self.dist.world)
         pin = self.run.device.type == "cuda"
         # Each DataLoader iterator draws a worker seed; from its own generator, that draw
         # leaves the global RNG alone, so a run resumed mid-epoch sees the same numbers.
         loader_rng = torch.Generator().manual_seed(self.config.seed)
         common = {"num_workers": self.run.workers, "pin_memory": pin, "generator": loader_rng}
         # A last batch of one image breaks batch norm; drop the ragged end when there is more.
-        drop_last = len(train) > batch
+        drop_last = len(self.sampler) > batch
         train_loader = DataLoader(
             train, batch_size=batch, sampler=self.sampler, drop_last=drop_last, **common
         )
@@ -301,7 +311,8 @@ class Trainer:
         self.epoch, self.step = engine["epoch"], engine["step"]
         self.step_in_epoch, self.best = engine["step_in_epoch"], engine["best"]
         self.bad_epochs = engine["bad_epochs"]
-        self._reload_history()
+        if self.dist.main:
+            self._reload_history()
 
     def _reload_history(self) -> None:
         """Keep the metrics logged up to the resumed step; drop any logged after it."""
@@ -327,14 +338,16 @@ class Trainer:
         self.model.configure_training()
         if self.run.resume:
             self._restore()
-        elif (self.out / "metrics.jsonl").exists():
+        elif self.dist.main and (self.out / "metrics.jsonl").exists():
             (self.out / "metrics.jsonl").unlink()
+        self.dist.prepare(self.model)
         train_loader, val_loader = self._loaders()
         preview = self._preview_batch()
         stopped = "finished"
         from gentool.progress import TrainProgress
 
-        with _StopFlag() as stop, TrainProgress(self.run.progress) as bar:
+        show = self.run.progress and self.dist.main
+        with _StopFlag() as stop, TrainProgress(show) as bar:
             bar.start(self.spec.name, self.config.epochs, len(train_loader), self.epoch)
             while self.epoch < self.config.epochs:
                 stopped = self._run_epoch(train_loader, stop, bar)
@@ -345,11 +358,13 @@ class Trainer:
                     break
             else:
                 stopped = "finished"
-        if stopped in ("interrupted", "max-steps"):
+        if stopped in ("interrupted", "max-steps") and self.dist.main:
             self._save_resume()
             if not self.model.has_validation or self.best is None:
                 self._save_model(self._last_metrics())
-        self._plot(force=True)
+        if self.dist.main:
+            self._plot(force=True)
+        self.dist.barrier()
         return FitResult(
             self.epoch, self.step, stopped, self.best, self.out / MODEL_FILE, self.history
         )
@@ -357,6 +372,8 @@ class Trainer:
     def _run_epoch(self, loader: DataLoader, stop: _StopFlag, bar: Any) -> str:
         self.source.set_epoch(self.epoch)
         self.sampler.set_epoch(self.epoch, self.step_in_epoch * self.config.batch_size)
+        if self.dist.active:  # each rank draws its own noise, reproducibly per epoch
+            torch.manual_seed(self.config.seed + 1_000_003 * self.dist.rank + self.epoch)
         self.model.train()
         sums: dict[str, torch.Tensor] = {}
         count, started, window_start = 0, time.perf_counter(), self.step
@@ -368,13 +385,18 @@ class Trainer:
             self.step += 1
             self.step_in_epoch += 1
             count += 1
-            last = count == len(loader) or stop.requested or self._at_max_steps()
-            if count % self.run.log_every == 0 or last:
+            # Ranks agree at log points only, so they all log (and stop) at the same steps.
+            at_log = count % self.run.log_every == 0 or count == len(loader)
+            at_log = at_log or self._at_max_steps() or (stop.requested and not self.dist.active)
+            stopping = stop.requested and not self.dist.active
+            if at_log:
                 means = self._check_finite(sums, count)
                 rate = (self.step - window_start) / max(time.perf_counter() - started, 1e-9)
                 bar.update_step(self.step_in_epoch, means, rate)
-                self._log({"type": "step", "epoch": self.epoch, "step": self.step, **means})
-            if stop.requested:
+                if self.dist.main:
+                    self._log({"type": "step", "epoch": self.epoch, "step": self.step, **means})
+                stopping = self.dist.any(stop.requested)
+            if stopping:
                 return "interrupted"
             if self._at_max_steps():
                 return "max-steps"
@@ -385,7 +407,7 @@ class Trainer:
         return self.run.max_steps is not None and self.step >= self.run.max_steps
 
     def _check_finite(self, sums: dict[str, torch.Tensor], count: int) -> dict[str, float]:
-        means = {k: float(v) / count for k, v in sums.items()}
+        means = self.dist.mean({k: float(v) / count for k, v in sums.items()})
         bad = [k for k, v in means.items() if not math.isfinite(v)]
         if bad:
             raise TrainingDiverged(
@@ -410,15 +432,16 @@ class Trainer:
                 self.best, self.bad_epochs = value, 0
             else:
                 self.bad_epochs += 1
-        if improved:
-            self._save_model(self._last_metrics(record))
-        self._save_resume()
-        every = self.config.sample_every
-        if preview is not None and every and (self.epoch % every == 0):
-            self._write_preview(preview)
         self.history.append(record)
-        self._log(record)
-        self._plot()
+        if self.dist.main:
+            if improved:
+                self._save_model(self._last_metrics(record))
+            self._save_resume()
+            every = self.config.sample_every
+            if preview is not None and every and (self.epoch % every == 0):
+                self._write_preview(preview)
+            self._log(record)
+            self._plot()
         bar.end_epoch(self.epoch, record, self.best)
         patience = getattr(self.config, "patience", 0)
         if val_loader is not None and patience and self.bad_epochs >= patience:
