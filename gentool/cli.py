@@ -168,6 +168,11 @@ _DATA_PARAMS: list[tuple[str, Any, Any]] = [
         typer.Option(None, help="Stop after N steps in total (smoke tests)."),
     ),
     ("quiet", bool, typer.Option(False, "--quiet", "-q", help="No progress display.")),
+    (
+        "precision",
+        str,
+        typer.Option("fp32", help="fp32, tf32 (CUDA matmuls) or bf16 (autocast) for training."),
+    ),
 ]
 
 

@@ -19,7 +19,7 @@ from gentool.checkpoint import (
 )
 from gentool.config import build_config, config_fields, config_from_json, load_config_file
 from gentool.data.base import DataInfo, DataOptions
-from gentool.engine import RunOptions, fit, resolve_device, seed_everything
+from gentool.engine import PRECISIONS, RunOptions, fit, resolve_device, seed_everything
 from gentool.errors import TrainingDiverged, UserError
 from gentool.family import DataKind, FamilySpec
 from gentool.model import Model
@@ -60,6 +60,8 @@ def train(spec: FamilySpec, explicit: dict[str, Any], opts: dict[str, Any]) -> N
         )
     from gentool.distributed import setup
 
+    if opts["precision"] not in PRECISIONS:
+        raise UserError(f"--precision: {opts['precision']!r} is not one of {', '.join(PRECISIONS)}")
     dist, device = setup(resolve_device(opts["device"]))
     source = _resolve_data(data_text, spec.data_kind, options)
     seed_everything(config.seed)
@@ -76,6 +78,7 @@ def train(spec: FamilySpec, explicit: dict[str, Any], opts: dict[str, Any]) -> N
         progress=not opts["quiet"],
         request={"data": data_text, "options": vars(options)},
         dist=dist,
+        precision=opts["precision"],
     )
     console = stderr_console()
     if dist.main:

@@ -52,7 +52,7 @@ RESERVED_NAMES = frozenset(
     {
         "data", "out", "image_size", "channels", "normal_class", "load_size", "flip",
         "direction", "device", "resume", "overwrite", "config", "workers", "max_steps",
-        "quiet", "help", "ctx",
+        "quiet", "precision", "help", "ctx",
     }
 )  # fmt: skip
 

@@ -21,7 +21,7 @@ import random
 import signal
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,6 +62,7 @@ class RunOptions:
     progress: bool = True
     request: dict[str, Any] = field(default_factory=dict)  # the data asked for, to resume it
     dist: Distributed = field(default_factory=Distributed)  # this process's rank (torchrun)
+    precision: str = "fp32"  # fp32, tf32 (CUDA matmuls) or bf16 (autocast)
 
 
 @dataclass
@@ -99,6 +100,25 @@ def seed_everything(seed: int) -> None:
         np.random.seed(seed % 2**32)
     except ImportError:
         pass
+
+
+PRECISIONS = ("fp32", "tf32", "bf16")
+
+
+def precision_context(precision: str, device: torch.device) -> Any:
+    """The arithmetic a training step runs in; fp32 is the safe default, the others opt in.
+
+    ``tf32`` lets CUDA matmuls and convolutions use TensorFloat-32 (weights stay fp32);
+    ``bf16`` runs the step under autocast to bfloat16 (no gradient scaler needed).
+    """
+    if precision not in PRECISIONS:
+        raise UserError(f"--precision: {precision!r} is not one of {', '.join(PRECISIONS)}")
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = precision == "tf32"
+        torch.backends.cudnn.allow_tf32 = precision == "tf32"
+    if precision == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return nullcontext()
 
 
 def to_device(batch: Any, device: torch.device) -> Any:
@@ -378,7 +398,8 @@ class Trainer:
         sums: dict[str, torch.Tensor] = {}
         count, started, window_start = 0, time.perf_counter(), self.step
         for batch in loader:
-            losses = self.model.train_step(to_device(batch, self.run.device))
+            with precision_context(self.run.precision, self.run.device):
+                losses = self.model.train_step(to_device(batch, self.run.device))
             for key, value in losses.items():
                 value = value.detach().float()
                 sums[key] = sums[key] + value if key in sums else value.clone()

@@ -74,17 +74,23 @@ class Digits(DataSource):
         self.train = TensorDataset(images[:400], labels[:400])
         self.test = TensorDataset(images[400:500], labels[400:500])
         names = tuple(str(i) for i in range(10))
-        self.info = DataInfo(DataKind.IMAGES, 1, 8, 8, levels=17, source="digits", class_names=names)
+        self.info = DataInfo(
+            DataKind.IMAGES, 1, 8, 8, levels=17, source="digits", class_names=names
+        )
 
     def split(self, name):
         return {"train": self.train, "test": self.test}[name]
 
 
-def _train(out, epochs=4, resume=False, max_steps=None, model_class=GaussianModel, **cfg):
+def _train(
+    out, epochs=4, resume=False, max_steps=None, model_class=GaussianModel, precision="fp32", **cfg
+):
     torch.manual_seed(0)
     config = Config(epochs=epochs, batch_size=50, **{"lr": 0.05, **cfg})
     model = model_class(config, Digits().info, torch.device("cpu"))
-    run = RunOptions(out, resume=resume, max_steps=max_steps, progress=False, log_every=3)
+    run = RunOptions(
+        out, resume=resume, max_steps=max_steps, progress=False, log_every=3, precision=precision
+    )
     return fit(SPEC, model, Digits(), run), model
 
 
@@ -101,7 +107,9 @@ def test_training_writes_a_complete_run(tmp_path):
     for name in ("model.safetensors", "resume.safetensors", "losses.png"):
         assert (tmp_path / name).is_file()
     assert sorted(p.name for p in (tmp_path / "samples").iterdir()) == [
-        "epoch_0001.png", "epoch_0002.png", "epoch_0003.png"
+        "epoch_0001.png",
+        "epoch_0002.png",
+        "epoch_0003.png",
     ]
     meta, _ = read_checkpoint(tmp_path / "model.safetensors", "gauss")
     assert meta.metrics["val_loss"] == pytest.approx(result.best_validation)
@@ -161,6 +169,12 @@ def test_early_stopping_keeps_the_best(tmp_path):
     # A large step size makes the validation loss bounce, so patience 2 ends the run early.
     assert result.stopped == "early-stopped" and len(epochs) < 40
     assert [r["val_loss"] for r in epochs].index(best) == len(epochs) - 3
+
+
+def test_bf16_autocast_trains(tmp_path):
+    result, _ = _train(tmp_path, epochs=2, precision="bf16")
+    epochs = [r for r in _records(tmp_path) if r["type"] == "epoch"]
+    assert result.stopped == "finished" and epochs[1]["val_loss"] < epochs[0]["val_loss"]
 
 
 def test_resume_without_state(tmp_path):
