@@ -3,7 +3,9 @@
 Measures one training step, sampling, scoring and translation (whichever the family can
 do) plus any extra operations the model offers, the peak memory of each, and the report's
 ratio: the time to generate a batch of images over the time of one training batch. CUDA
-is synchronised before every clock reading.
+is synchronised before every clock reading. Peak memory is per operation on CUDA (the
+allocator's high-water mark of tensors); on the CPU it is the process's peak resident
+memory after each operation, a running high-water mark (operations run in table order).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 
 import torch
 
+from gentool.config import config_to_dict
 from gentool.family import DataKind, FamilySpec
 from gentool.model import Model
 
@@ -62,7 +65,15 @@ def time_op(
     result: dict[str, Any] = {"median_s": statistics.median(runs), "runs_s": runs}
     if device.type == "cuda":
         result["peak_memory_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
+    else:
+        result["peak_rss_mb"] = _peak_rss_mb()
     return result
+
+
+def _peak_rss_mb() -> float:
+    # ru_maxrss is in KiB on Linux (bytes on macOS): the process's peak resident memory.
+    scale = 1 if platform.system() == "Darwin" else 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20
 
 
 def run_bench(
@@ -87,6 +98,7 @@ def run_bench(
         "sample_batch": sample_batch,
         "repeats": repeats,
         "parameters": sum(p.numel() for p in model.networks.parameters()),
+        "config": config_to_dict(model.config),
         "ops": {},
     }
     ops: dict[str, tuple[Callable[[], Any], int]] = {}
@@ -107,27 +119,25 @@ def run_bench(
     if spec.can("translate"):
         images = eval_batch[0] if isinstance(eval_batch, tuple) else eval_batch["A"]
         ops["translate"] = (lambda: _eval(model, lambda: model.translate(images)), sample_batch)
-    for name, (fn, items) in model.benchmarks(sample_batch).items():
-        ops[name] = (lambda fn=fn: _eval(model, fn), items)
+    for name, extra in model.benchmarks(sample_batch).items():
+        # (callable, images) per the Model contract; a bare callable handles sample_batch.
+        fn, items = extra if isinstance(extra, tuple) else (extra, sample_batch)
+        ops[name if name not in ops else f"{name}_extra"] = (lambda fn=fn: _eval(model, fn), items)
     for name, (fn, items) in ops.items():
         result = time_op(fn, device, repeats)
         result["items"] = items
         result["per_item_s"] = result["median_s"] / items
         report["ops"][name] = result
     timings = report["ops"]
-    if "train_step" in timings and "sample" in timings:
-        # The report's figure: generating a batch of images / one training batch.
-        report["sample_over_train_step"] = (
-            timings["sample"]["median_s"] / timings["train_step"]["median_s"]
-        )
-    if "train_step" in timings and "score" in timings:
-        report["score_over_train_step"] = (
-            timings["score"]["median_s"] / timings["train_step"]["median_s"]
-        )
+    # The report's figure: generating a batch of images / one training batch (for a
+    # translation family, translating is its way of generating).
+    for name in ("sample", "score", "translate"):
+        if "train_step" in timings and name in timings:
+            report[f"{name}_over_train_step"] = (
+                timings[name]["median_s"] / timings["train_step"]["median_s"]
+            )
     if device.type != "cuda":
-        # ru_maxrss is in KiB on Linux (bytes on macOS): the process's peak resident memory.
-        scale = 1 if platform.system() == "Darwin" else 1024
-        report["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20
+        report["peak_rss_mb"] = _peak_rss_mb()
     return report
 
 
@@ -152,26 +162,40 @@ def print_report(report: dict[str, Any], as_json: bool) -> None:
 
     console = Console()
     console.print(
-        f"[bold]{report['family']}[/bold] on {report['device']} ({report['device_name']}), "
-        f"{report['dtype']}, {report['threads']} threads, torch {report['torch']}, "
+        f"[bold]{report['family']}[/bold] ({report.get('model', 'fresh')}) on "
+        f"{report['device']} ({report['device_name']}), {report['dtype']}, "
+        f"{report['threads']} threads, torch {report['torch']}, "
         f"data {'x'.join(map(str, report['data_shape']))}, "
-        f"{report['parameters']:,} parameters"
+        f"{report['parameters']:,} parameters, training batch {report['train_batch']}, "
+        f"sampling batch {report['sample_batch']}"
     )
     table = Table()
     for column in ("operation", "batch", "median", "per image", "peak memory"):
         table.add_column(column, justify="right")
     for name, op in report["ops"].items():
-        memory = f"{op['peak_memory_mb']:.0f} MiB" if "peak_memory_mb" in op else "-"
+        if "peak_memory_mb" in op:
+            memory = f"{op['peak_memory_mb']:.0f} MiB"
+        else:
+            memory = f"{op['peak_rss_mb']:.0f} MiB RSS" if "peak_rss_mb" in op else "-"
         table.add_row(name, str(op["items"]), _fmt(op["median_s"]), _fmt(op["per_item_s"]), memory)
     console.print(table)
     if "sample_over_train_step" in report:
         console.print(
             f"generating {report['sample_batch']} images takes "
-            f"{report['sample_over_train_step']:.1f}x one training step of "
-            f"{report['train_batch']}"
+            f"{report['sample_over_train_step']:.3g}x one training step of "
+            f"{report['train_batch']} (the report's ratio)"
         )
+    for name, verb in (("score", "scoring"), ("translate", "translating")):
+        if f"{name}_over_train_step" in report:
+            console.print(
+                f"{verb} {report['sample_batch']} images takes "
+                f"{report[f'{name}_over_train_step']:.3g}x one training step"
+            )
     if "peak_rss_mb" in report:
-        console.print(f"peak resident memory of the process: {report['peak_rss_mb']:.0f} MiB")
+        console.print(
+            f"peak resident memory of the process: {report['peak_rss_mb']:.0f} MiB "
+            "(RSS per operation: the running high-water mark)"
+        )
 
 
 def _fmt(seconds: float) -> str:

@@ -22,7 +22,7 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from safetensors import safe_open
@@ -32,12 +32,17 @@ from safetensors.torch import save as save_bytes
 from gentool import __version__
 from gentool.errors import UserError
 
+if TYPE_CHECKING:
+    from gentool.family import FamilySpec
+    from gentool.model import Model
+
 __all__ = [
     "FORMAT_VERSION",
     "CheckpointMeta",
     "atomic_write",
     "decode_tree",
     "encode_tree",
+    "load_model",
     "load_resume",
     "read_resume_header",
     "read_checkpoint",
@@ -190,6 +195,34 @@ def read_checkpoint(
     if expected is not None and _digest(tensors) != expected:
         raise UserError(f"{path}: the weights do not match their checksum (modified or damaged)")
     return meta, tensors
+
+
+def load_model(
+    family: FamilySpec | str | None, checkpoint: str | Path, device: torch.device | str
+) -> Model:
+    """The model in a checkpoint, rebuilt from its saved hyperparameters, in eval mode.
+
+    ``family`` is a spec, a registered family's name, or None for whatever family wrote the
+    file. ``checkpoint`` is a run folder or a ``.safetensors`` file. The saved metadata is
+    on ``model.checkpoint_meta``. Every problem with the file is a :class:`UserError`.
+    """
+    from gentool.config import config_from_json
+    from gentool.data.base import DataInfo
+    from gentool.registry import get_registry
+
+    path = resolve_checkpoint(checkpoint)
+    name = family.name if not isinstance(family, str | None) else family
+    meta, tensors = read_checkpoint(path, name)
+    spec = family if not isinstance(family, str | None) else get_registry().family(meta.family)
+    config = config_from_json(spec.config, json.dumps(meta.config))
+    model = spec.load_model_class()(config, DataInfo.from_json(meta.data), torch.device(device))
+    try:
+        model.networks.load_state_dict(tensors)
+    except RuntimeError as err:
+        first = str(err).strip().splitlines()[0][:300]
+        raise UserError(f"{path} does not fit the {spec.name!r} networks: {first}") from None
+    model.checkpoint_meta = meta
+    return model.eval()
 
 
 # -- resume state ---------------------------------------------------------------------------------

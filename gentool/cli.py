@@ -15,6 +15,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from gentool import __version__
@@ -126,7 +127,11 @@ def datasets() -> None:
 # -- train: one sub-command per family, options built from its hyperparameter dataclass -------
 _DATA_PARAMS: list[tuple[str, Any, Any]] = [
     ("data", str | None, typer.Option(None, "--data", "-d", help="Dataset name or folder.")),
-    ("out", Path | None, typer.Option(None, "--out", "-o", help="Run folder [runs/FAMILY-DATA].")),
+    (
+        "out",
+        Path | None,
+        typer.Option(None, "--out", "-o", help="Run folder \\[runs/FAMILY-DATA]."),
+    ),
     ("image_size", int | None, typer.Option(None, help="Square image size fed to the model.")),
     ("channels", int | None, typer.Option(None, help="1 (grayscale) or 3 (RGB).")),
     (
@@ -161,7 +166,7 @@ _DATA_PARAMS: list[tuple[str, Any, Any]] = [
         Path | None,
         typer.Option(None, "--config", help="TOML or JSON file of hyperparameters."),
     ),
-    ("workers", int | None, typer.Option(None, help="DataLoader worker processes [auto].")),
+    ("workers", int | None, typer.Option(None, help="DataLoader worker processes \\[auto].")),
     (
         "max_steps",
         int | None,
@@ -174,6 +179,9 @@ _DATA_PARAMS: list[tuple[str, Any, Any]] = [
         typer.Option("fp32", help="fp32, tf32 (CUDA matmuls) or bf16 (autocast) for training."),
     ),
 ]
+
+
+_DATA_OPTIONS = {"data", "image_size", "channels", "normal_class", "load_size", "flip", "direction"}
 
 
 def _train_command(spec: FamilySpec):
@@ -194,17 +202,27 @@ def _train_command(spec: FamilySpec):
     params = [ctx_param]
     annotations: dict[str, Any] = {"ctx": typer.Context}
     for name, kind, default in _DATA_PARAMS:
+        default.rich_help_panel = "Data" if name in _DATA_OPTIONS else "Run"
         params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default))
         annotations[name] = kind
     for f in fields:  # the registry has checked that no field takes a reserved name
-        text = f"{f.help} [default: {f.format_default()}]"
+        # Help is Rich markup: escape the family's text, whatever brackets it holds.
+        text = escape(f"{f.help} [default: {f.format_default()}]")
+        panel = f"{spec.name} hyperparameters"
         if f.kind is bool:
             flags = f"{f.flag}/--no-{f.flag[2:]}"
-            option = typer.Option(None, flags, help=text, show_default=False)
+            option = typer.Option(None, flags, help=text, show_default=False, rich_help_panel=panel)
             annotations[f.name] = bool | None
         else:
             metavar = f.describe_type().upper()
-            option = typer.Option(None, f.flag, help=text, show_default=False, metavar=metavar)
+            option = typer.Option(
+                None,
+                f.flag,
+                help=text,
+                show_default=False,
+                metavar=metavar,
+                rich_help_panel=panel,
+            )
             annotations[f.name] = str | None  # parsed by ConfigField for uniform errors
         params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=option))
     command.__signature__ = inspect.Signature(params)
@@ -309,7 +327,7 @@ def translate(
     ],
     direction: Annotated[
         str | None,
-        typer.Option(help="a2b or b2a [CycleGAN: a2b; Pix2Pix: the direction it was trained]."),
+        typer.Option(help="a2b or b2a \\[CycleGAN: a2b; Pix2Pix: the direction it was trained]."),
     ] = None,
     batch_size: Annotated[
         int, typer.Option(help="Images per batch (same-size images are batched).")
@@ -342,16 +360,20 @@ def bench(
         typer.Option("--checkpoint", "-c", help="Measure this model instead of a fresh one."),
     ] = None,
     batch_size: Annotated[
-        int | None, typer.Option(help="Training batch size [the family's default].")
+        int | None, typer.Option(help="Training batch size \\[the family's default].")
     ] = None,
     sample_batch: Annotated[
         int, typer.Option(help="Images per sampling/scoring/translation batch.")
     ] = 64,
     image_size: Annotated[int | None, typer.Option(help="Image size of a fresh model.")] = None,
     channels: Annotated[int | None, typer.Option(help="Channels of a fresh model.")] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(help="Hyperparameters of a fresh model (TOML or JSON) \\[the defaults]."),
+    ] = None,
     repeats: Annotated[int, typer.Option(help="Timed runs per operation (median reported).")] = 5,
     threads: Annotated[
-        int | None, typer.Option(help="torch CPU threads [torch's default].")
+        int | None, typer.Option(help="torch CPU threads \\[torch's default].")
     ] = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the results as JSON on stdout.")
@@ -368,6 +390,7 @@ def bench(
         sample_batch,
         image_size,
         channels,
+        config,
         repeats,
         threads,
         as_json,

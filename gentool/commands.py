@@ -16,6 +16,7 @@ from gentool.checkpoint import (
     RESUME_FILE,
     load_model,
     read_resume_header,
+    resolve_checkpoint,
 )
 from gentool.config import build_config, config_fields, config_from_json, load_config_file
 from gentool.data.base import DataInfo, DataOptions
@@ -259,6 +260,7 @@ def bench(
     sample_batch: int,
     image_size: int | None,
     channels: int | None,
+    config_file: Path | None,
     repeats: int,
     threads: int | None,
     as_json: bool,
@@ -266,22 +268,37 @@ def bench(
 ) -> None:
     from gentool.bench import print_report, run_bench
 
+    if repeats < 1 or sample_batch < 1 or (batch_size is not None and batch_size < 1):
+        raise UserError("--repeats, --sample-batch and --batch-size must be at least 1")
     if threads is not None:
         torch.set_num_threads(threads)
     device = resolve_device(device_text)
     if checkpoint is not None:
+        if config_file is not None or image_size is not None or channels is not None:
+            raise UserError(
+                "--config, --image-size and --channels describe a fresh model; "
+                "a --checkpoint brings its own"
+            )
         model = load_model(spec, checkpoint, device)
+        source = str(resolve_checkpoint(checkpoint))
     else:
-        model = _fresh_model(spec, image_size, channels, device)
+        values = load_config_file(config_file) if config_file is not None else {}
+        model = _fresh_model(spec, image_size, channels, values, device)
+        source = "fresh"
     report = run_bench(spec, model, batch_size, sample_batch, repeats)
+    report["model"] = source
     print_report(report, as_json)
 
 
 def _fresh_model(
-    spec: FamilySpec, image_size: int | None, channels: int | None, device: torch.device
+    spec: FamilySpec,
+    image_size: int | None,
+    channels: int | None,
+    values: dict[str, Any],
+    device: torch.device,
 ) -> Model:
-    """A model with the family's defaults on the data shape its users typically train on."""
-    config = build_config(spec.config, {})
+    """A model with the family's defaults (or ``values``) on the data shape users train on."""
+    config = build_config(spec.config, values)
     if spec.data_kind == DataKind.IMAGES:
         size, chans, levels, source = image_size or 8, channels or 1, 17, "digits-shaped"
     else:

@@ -114,6 +114,8 @@ class Model:
         """Extra operations for ``gentool bench``: name -> (zero-argument callable, images).
 
         Each callable runs once per timing, in eval mode under ``torch.inference_mode``;
-        ``images`` is how many images one call handles (for the per-image figure).
+        ``images`` is how many images one call handles (for the per-image figure); a bare
+        callable in place of the pair counts as ``batch_size`` images. A name that a built-in
+        operation already uses is reported with ``_extra`` appended.
         """
         return {}

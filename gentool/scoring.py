@@ -37,7 +37,13 @@ def anomaly_metrics(scores: torch.Tensor, anomaly: torch.Tensor) -> dict[str, An
     from sklearn.metrics import average_precision_score, roc_auc_score
 
     y = anomaly.numpy()
-    s = scores.double().numpy()
+    scores = scores.double()
+    finite = scores[torch.isfinite(scores)]
+    if len(finite) < len(scores) and len(finite) > 0:
+        # Only the order matters to these metrics, and scikit-learn refuses infinities (an
+        # NLL beyond float range): they become the extremes of the finite scores.
+        scores = scores.clamp(float(finite.min()) - 1, float(finite.max()) + 1)
+    s = scores.numpy()
     n_anomalous = int(y.sum())
     out: dict[str, Any] = {"normal": int(len(y) - n_anomalous), "anomalous": n_anomalous}
     if 0 < n_anomalous < len(y):

@@ -72,3 +72,25 @@ def test_sample_and_log_prob_is_differentiable_for_density_distillation():
         after = sum(kl().item() for _ in range(5)) / 5
     # Measured (torch 2.14.1, CPU, one thread): 2.18 nats before, 0.12 after 100 steps.
     assert after < 0.25 * before
+
+
+def test_an_overflowing_inverse_scores_as_infinite_nll_never_nan(monkeypatch):
+    # An image far from the training data can overflow the float32 sequential solve; its
+    # NLL is then beyond float range: +inf, the most anomalous score, and never NaN.
+    from gentool.data.base import DataInfo
+    from gentool.family import DataKind
+    from gentool.scoring import anomaly_metrics
+    from gentool_flows.config import IAFConfig
+    from gentool_flows.models import IAFModel
+
+    info = DataInfo(DataKind.IMAGES, 1, 2, 2, levels=17)
+    model = IAFModel(IAFConfig(hidden_features=(8,), num_layers=2), info, "cpu").eval()
+    monkeypatch.setattr(model.flow, "log_prob", lambda w: torch.tensor([0.0, float("nan")]))
+    with torch.no_grad():
+        nll = model.nll(torch.zeros(2, 1, 2, 2))
+    assert torch.isfinite(nll[0]) and nll[1] == float("inf")
+    assert model.score_batch((torch.zeros(2, 1, 2, 2), None))["nll"][1] == float("inf")
+    # AUROC and AUPRC depend on the order alone; scikit-learn refuses infinities.
+    scores = torch.tensor([1.0, float("inf"), 2.0, 0.5])
+    metrics = anomaly_metrics(scores, torch.tensor([0, 1, 0, 1]))
+    assert metrics["auroc"] == 0.5 and metrics["anomalous"] == 2

@@ -86,6 +86,41 @@ def test_masked_linear_ignores_masked_weights():
     assert (layer.weight.grad[~mask] == 0).all()
 
 
+def test_baked_weight_is_reused_until_a_tensor_changes():
+    torch.manual_seed(0)
+    layer = MaskedLinear(torch.rand(6, 4) < 0.5)
+    x = torch.randn(3, 4)
+    with torch.no_grad():
+        first = layer(x)
+        baked = layer.baked_weight()
+        assert torch.equal(baked, layer.masked_weight())
+        assert layer.baked_weight() is baked  # no multiply on the next pass
+        layer.weight.add_(1.0)  # an optimizer step: the version counter moves
+        assert torch.equal(layer.baked_weight(), layer.masked_weight())
+        assert not torch.equal(layer(x), first)
+        layer.mask.fill_(1.0)  # rebuilt masks (load_state_dict) count too
+        assert torch.equal(layer.baked_weight(), layer.weight)
+    layer.double()  # a new tensor, and a new dtype
+    assert layer.baked_weight().dtype == torch.float64
+
+
+def test_baked_and_fresh_weights_give_the_same_numbers():
+    torch.manual_seed(0)
+    made = MADE(5, (16, 16))
+    x = torch.randn(7, 5, requires_grad=True)
+    trained = torch.stack(made(x))  # weights need gradients: a fresh product
+    with torch.inference_mode():
+        assert torch.equal(torch.stack(made(x)), trained)
+    # A frozen network (a distillation teacher) bakes its weights yet passes gradients to
+    # its input, also when the product was baked under inference mode.
+    made.requires_grad_(False)
+    frozen = torch.stack(made(x))
+    assert torch.equal(frozen, trained)
+    (grad,) = torch.autograd.grad(frozen.sum(), x)
+    (expected,) = torch.autograd.grad(trained.sum(), x)
+    assert torch.equal(grad, expected)
+
+
 def test_starts_near_identity_with_two_outputs_per_feature():
     made = MADE(8, (32,))
     assert made[-1].out_features == 16

@@ -20,7 +20,9 @@ def _num_layers() -> Any:
 
 
 def _hidden_features(default: tuple[int, ...]) -> Any:
-    return option(default, "units per hidden layer of each MADE (>= pixels - 1 covers every pixel)")
+    return option(
+        default, "units per hidden layer of each MADE (>= pixels - 1 covers every pixel)", minimum=1
+    )
 
 
 def _order() -> Any:
@@ -81,3 +83,10 @@ class IAFConfig(DensityConfig):
     activation: str = _activation()
     log_scale_clamp: float = _log_scale_clamp()
     cuda_graphs: bool = _cuda_graphs()
+    # The objective, not the network: a run may continue with the teacher moved elsewhere.
+    teacher: str = option(
+        "",
+        "a trained maf run (folder or .safetensors) to distil: minimise KL(IAF || MAF) on "
+        "IAF samples ('' = maximum likelihood on the data)",
+        resumable=True,
+    )

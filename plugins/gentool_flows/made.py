@@ -87,12 +87,41 @@ class MaskedLinear(nn.Linear):
         # A float mask multiplies several times faster than a bool one (no type promotion);
         # it is not saved, since whoever builds the layer can rebuild it.
         self.register_buffer("mask", mask.to(self.weight.dtype), persistent=False)
+        self._baked: tuple[Tensor, int, Tensor, int, Tensor] | None = None
 
     def masked_weight(self) -> Tensor:
+        """A fresh ``weight * mask`` (differentiable; safe to record in a CUDA graph)."""
         return self.weight * self.mask
 
+    def baked_weight(self) -> Tensor:
+        """``weight * mask`` computed once and reused while neither tensor changes.
+
+        For passes that need no gradient to the weight (evaluation, a frozen teacher): the
+        product is the same numbers, without a multiply per pass. The sources are kept
+        alive beside it, so a changed address or version counter means a changed tensor.
+        """
+        weight, mask, baked = self.weight, self.mask, self._baked
+        if (
+            baked is None
+            or baked[0].data_ptr() != weight.data_ptr()
+            or baked[1] != weight._version
+            or baked[2].data_ptr() != mask.data_ptr()
+            or baked[3] != mask._version
+            or baked[4].dtype != weight.dtype
+            or baked[4].device != weight.device
+        ):
+            # Plain tensors even under inference mode: a frozen teacher's pass may be
+            # saved for the backward pass of its student.
+            with torch.inference_mode(False), torch.no_grad():
+                product = weight * mask
+                baked = (weight.detach(), weight._version, mask.detach(), mask._version, product)
+            self._baked = baked
+        return baked[4]
+
     def forward(self, x: Tensor) -> Tensor:
-        return F.linear(x, self.masked_weight(), self.bias)
+        needs_grad = self.weight.requires_grad and torch.is_grad_enabled()
+        weight = self.masked_weight() if needs_grad else self.baked_weight()
+        return F.linear(x, weight, self.bias)
 
 
 class MADE(nn.Sequential):

@@ -1,0 +1,75 @@
+"""``gentool bench``: every family reports its timings, memory and the report's ratio as JSON."""
+
+import json
+import shlex
+
+import pytest
+
+from gentool import cli
+
+TINY = {
+    "maf": ("", {"hidden_features": [16], "num_layers": 2}),
+    "iaf": ("", {"hidden_features": [16], "num_layers": 2}),
+    "cyclegan": ("--image-size 32", {"ngf": 4, "ndf": 4, "n_blocks": 1}),
+    "pix2pix": ("--image-size 32", {"ngf": 4, "ndf": 4}),
+}
+
+
+def _bench(capsys, arguments: str) -> tuple[int, str, str]:
+    capsys.readouterr()
+    code = cli.main(shlex.split(f"bench {arguments}"))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.mark.parametrize("family", sorted(TINY))
+def test_bench_json_reports_every_figure(family, tmp_path, capsys):
+    options, values = TINY[family]
+    config = tmp_path / "tiny.json"
+    config.write_text(json.dumps(values))
+    code, out, err = _bench(
+        capsys,
+        f"{family} --config {config} {options} --batch-size 4 --sample-batch 3 --repeats 2 "
+        "--threads 1 --device cpu --json",
+    )
+    assert code == 0, err
+    report = json.loads(out)
+    # What was measured, and how.
+    assert report["family"] == family and report["model"] == "fresh"
+    assert (report["device"], report["dtype"], report["threads"]) == ("cpu", "float32", 1)
+    assert (report["train_batch"], report["sample_batch"], report["repeats"]) == (4, 3, 2)
+    assert report["device_name"] and report["torch"] and report["parameters"] > 0
+    assert all(report["config"][k] == v for k, v in values.items())
+    flows = family in ("maf", "iaf")
+    assert report["data_shape"] == ([1, 8, 8] if flows else [3, 32, 32])
+    # One training step, per batch and per image, and the peak memory of each operation.
+    ops = report["ops"]
+    generate = "sample" if flows else "translate"
+    assert {"train_step", generate, "score"} <= set(ops)
+    assert ops["train_step"]["items"] == 4 and ops[generate]["items"] == 3
+    for op in ops.values():
+        assert len(op["runs_s"]) == 2 and op["median_s"] > 0
+        assert op["per_item_s"] == pytest.approx(op["median_s"] / op["items"])
+        assert op["peak_rss_mb"] > 0  # CPU: the process's high-water mark
+    assert report["peak_rss_mb"] > 0
+    # The report's ratio: generating a batch over one training batch.
+    ratio = ops[generate]["median_s"] / ops["train_step"]["median_s"]
+    assert report[f"{generate}_over_train_step"] == pytest.approx(ratio)
+    if flows:  # the sequential direction, fast and as the plain loop of full passes
+        assert {"parallel_pass", "sequential_fast", "sequential_plain_loop"} <= set(ops)
+
+
+def test_bench_table_names_the_setup(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")
+    code, out, err = _bench(capsys, "maf --batch-size 8 --sample-batch 2 --repeats 1 --device cpu")
+    assert code == 0, err
+    for text in ("maf (fresh) on cpu", "float32", "threads", "training batch 8", "train_step"):
+        assert text in out
+    assert "the report's ratio" in out
+
+
+def test_bench_config_only_describes_a_fresh_model(tmp_path, capsys):
+    config = tmp_path / "tiny.json"
+    config.write_text("{}")
+    code, _, err = _bench(capsys, f"maf --checkpoint {tmp_path} --config {config} --device cpu")
+    assert code == 2 and "fresh model" in err
