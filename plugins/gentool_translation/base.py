@@ -44,7 +44,9 @@ def set_requires_grad(nets: list[nn.Module], flag: bool) -> None:
 class DistributionMetric(Protocol):
     """A whole-set metric between real and translated images (FID, KID), fed batch by batch.
 
-    :meth:`TranslationModel.distribution_metrics` returns these; none exist yet.
+    :meth:`TranslationModel.distribution_metrics` returns these (see
+    :class:`gentool_translation.fid.FeatureDistance`). A ``network`` attribute, where there is
+    one, names the feature network the values depend on (reported as ``fid_network``).
     """
 
     def update(self, real: torch.Tensor, fake: torch.Tensor) -> None: ...
@@ -71,7 +73,10 @@ class TranslationModel(Model):
         self._epoch_loss_sum = 0.0
         self._epoch_steps = 0
         self._scores: dict[str, list[torch.Tensor]] = {}
-        self._distribution: dict[str, DistributionMetric] = {}
+        # None after begin_scoring: built with the first batch. Outside a scoring pass (bench
+        # timing score_batch) there are none.
+        self._distribution: dict[str, DistributionMetric] | None = {}
+        self._fed: dict[tuple[str, str], set[str]] = {}
 
     # -- networks -------------------------------------------------------------------------------
     def _initialised(self, net: nn.Module) -> nn.Module:
@@ -170,33 +175,92 @@ class TranslationModel(Model):
         return run_generator(generator, signed, eval_mode=self.config.eval_mode)
 
     # -- scoring --------------------------------------------------------------------------------
-    def distribution_metrics(self) -> dict[str, DistributionMetric]:
-        """Whole-set metrics per translation direction (``"a2b"``: real B vs fake B).
+    #: The directions :meth:`score_batch` feeds to the distribution metrics.
+    score_directions: tuple[str, ...] = ("a2b",)
 
-        Hook for FID/KID: return accumulators here and :meth:`score_batch` feeds them, and
-        :meth:`finish_scoring` reports them as ``<name>_<direction>``. None exist yet.
+    def distribution_metrics(self) -> dict[str, DistributionMetric]:
+        """Whole-set metrics per translation direction (``"a2b"``: real B vs fake B): FID and
+        KID from Inception-v3 features when its weights are cached, else none (one line on
+        stderr says so). :meth:`score_batch` feeds them and :meth:`finish_scoring` reports
+        them as ``<name>_<direction>``, with ``fid_network`` naming the network used.
         """
-        return {}
+        from gentool_translation.fid import fid_kid_metrics
+
+        return fid_kid_metrics(self.score_directions, self.device)
 
     def begin_scoring(self) -> None:
         self._scores = {}
-        self._distribution = self.distribution_metrics()
+        # Built with the first batch, so a batch that cannot be scored fails before the
+        # Inception network loads (or its absence is announced).
+        self._distribution = None
+        self._fed = {}
 
-    def record_scores(self, scores: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    @staticmethod
+    def check_scoring_batch(batch: Any) -> dict[str, Any]:
+        """The batch, if it holds A and B images; a translation model cannot score a plain
+        folder of images (``--images``), which has no targets to compare with."""
+        if not isinstance(batch, dict) or "A" not in batch or "B" not in batch:
+            raise UserError(
+                "translation families score A/B data: use --data NAME|DIR (trainA/ testA/ "
+                "trainB/ testB/, or aligned pairs), not --images"
+            )
+        return batch
+
+    def record_scores(
+        self, scores: dict[str, torch.Tensor], keys: dict[str, list[str] | None] | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Keep per-image scores for the summary's means and return them unchanged. With
+        ``keys`` (score name -> source file of each image), an image repeated by an unaligned
+        split counts once in the mean."""
         for name, values in scores.items():
+            values = self._first_seen(name, "score", values, (keys or {}).get(name))
             self._scores.setdefault(name, []).append(values.detach().float().cpu())
         return scores
 
-    def feed_distribution(self, direction: str, real: torch.Tensor, fake: torch.Tensor) -> None:
+    def feed_distribution(
+        self,
+        direction: str,
+        real: torch.Tensor,
+        fake: torch.Tensor,
+        real_keys: list[str] | None = None,
+        fake_keys: list[str] | None = None,
+    ) -> None:
+        """Feed a direction's metric; with keys (source file paths), each image only once.
+
+        An unaligned test split repeats the smaller domain to the larger one's length; FID
+        and KID should see every test image exactly once.
+        """
+        if self._distribution is None:
+            self._distribution = self.distribution_metrics()
         metric = self._distribution.get(direction)
-        if metric is not None:
-            metric.update(real, fake)
+        if metric is None:
+            return
+        real = self._first_seen(direction, "real", real, real_keys)
+        fake = self._first_seen(direction, "fake", fake, fake_keys)
+        metric.update(real, fake)
+
+    def _first_seen(
+        self, direction: str, side: str, images: torch.Tensor, keys: list[str] | None
+    ) -> torch.Tensor:
+        if keys is None:
+            return images
+        seen = self._fed.setdefault((direction, side), set())
+        keep = []
+        for index, key in enumerate(keys):
+            if key not in seen:
+                seen.add(key)
+                keep.append(index)
+        return images[keep] if len(keep) < len(keys) else images
 
     def finish_scoring(self) -> dict[str, Any]:
-        """Means of the per-image scores, plus the distribution metrics when there are any."""
+        """Means of the per-image scores (each source image once), plus the distribution
+        metrics when there are any."""
         summary: dict[str, Any] = {
             f"mean_{name}": float(torch.cat(values).mean()) for name, values in self._scores.items()
         }
-        for direction, metric in self._distribution.items():
+        for direction, metric in (self._distribution or {}).items():
+            network = getattr(metric, "network", None)
+            if network:
+                summary["fid_network"] = network
             summary.update({f"{k}_{direction}": v for k, v in metric.compute().items()})
         return summary

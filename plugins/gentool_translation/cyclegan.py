@@ -48,6 +48,7 @@ class CycleGANModel(TranslationModel):
     """
 
     config: CycleGANConfig
+    score_directions = ("a2b", "b2a")
 
     def __init__(self, config: CycleGANConfig, data: DataInfo, device: torch.device) -> None:
         super().__init__(config, data, device)
@@ -189,6 +190,7 @@ class CycleGANModel(TranslationModel):
     def score_batch(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Per-image L1 in [0, 1] units: cycle reconstruction (``cycle_A``: G_B(G_A(a)) vs a,
         ``cycle_B``) and identity (``idt_A``: G_A(b) vs b, ``idt_B``: G_B(a) vs a)."""
+        batch = self.check_scoring_batch(batch)
         with torch.no_grad():
             signed = self._cycle(batch)
             images = {k: to_unit(v) for k, v in signed.items()}
@@ -202,9 +204,12 @@ class CycleGANModel(TranslationModel):
                 idt_b = to_unit(self.generate(self.networks["G_B"], signed["real_A"]))
                 scores["idt_A"] = l1_error(idt_a, real_b)
                 scores["idt_B"] = l1_error(idt_b, real_a)
-            self.feed_distribution("a2b", real_b, images["fake_B"])
-            self.feed_distribution("b2a", real_a, images["fake_A"])
-        return self.record_scores(scores)
+            # fake B = G_A(a) comes from an A file; fake A = G_B(b) from a B file.
+            a_paths, b_paths = batch.get("A_path"), batch.get("B_path")
+            self.feed_distribution("a2b", real_b, images["fake_B"], b_paths, a_paths)
+            self.feed_distribution("b2a", real_a, images["fake_A"], a_paths, b_paths)
+        keys = {"cycle_A": a_paths, "idt_B": a_paths, "cycle_B": b_paths, "idt_A": b_paths}
+        return self.record_scores(scores, keys)
 
     def benchmarks(self, batch_size: int) -> dict[str, Any]:
         images = torch.rand(batch_size, *self.data.shape, device=self.device)

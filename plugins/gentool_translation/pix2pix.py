@@ -50,6 +50,7 @@ class Pix2PixModel(TranslationModel):
     def __init__(self, config: Pix2PixConfig, data: DataInfo, device: torch.device) -> None:
         super().__init__(config, data, device)
         self.direction = str(data.preprocessing.get("direction", "a2b"))
+        self.score_directions = (self.direction,)
         self.networks["G"] = self.build_generator(self.channels, self.channels)
         # Conditional: D sees the input beside the real or generated output.
         self.networks["D"] = self.build_discriminator(2 * self.channels)
@@ -134,6 +135,7 @@ class Pix2PixModel(TranslationModel):
     def score_batch(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Per-image fidelity of G(A) to B in [0, 1] units: ``l1``, ``psnr`` (dB) and
         ``ssim``."""
+        batch = self.check_scoring_batch(batch)
         with torch.no_grad():
             fake_b = to_unit(self.generate(self.networks["G"], self.signed_input(batch["A"])))
             real_b = to_unit(self.signed_input(batch["B"]))
@@ -142,7 +144,8 @@ class Pix2PixModel(TranslationModel):
                 "psnr": psnr(fake_b, real_b),
                 "ssim": ssim(fake_b, real_b),
             }
-            self.feed_distribution("a2b", real_b, fake_b)
+            # Labelled with the trained direction: a b2a model's outputs are A images.
+            self.feed_distribution(self.direction, real_b, fake_b)
         return self.record_scores(scores)
 
     def benchmarks(self, batch_size: int) -> dict[str, Any]:
