@@ -15,6 +15,7 @@ def plot_losses(history: list[dict[str, Any]], path: Path, title: str = "") -> N
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     skip = {"type", "epoch", "step"}
     keys = [k for k in history[0] if k not in skip and not k.startswith("lr_") and k != "val_loss"]
@@ -24,11 +25,18 @@ def plot_losses(history: list[dict[str, Any]], path: Path, title: str = "") -> N
     rows = math.ceil(len(keys) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.4 * rows), squeeze=False)
     epochs = [r["epoch"] for r in history]
+
+    marker = "o" if len(history) < 30 else None  # one epoch is still a visible point
     for ax, key in zip(axes.flat, keys, strict=False):
-        ax.plot(epochs, [r.get(key, math.nan) for r in history], label="train")
+        ax.plot(epochs, [r.get(key, math.nan) for r in history], marker=marker, ms=3, label="train")
         if key == "loss" and any("val_loss" in r for r in history):
-            ax.plot(epochs, [r.get("val_loss", math.nan) for r in history], label="validation")
+            values = [r.get("val_loss", math.nan) for r in history]
+            ax.plot(epochs, values, marker=marker, ms=3, label="validation")
             ax.legend(fontsize=7)
+        if len(epochs) <= 10:
+            ax.set_xticks(epochs)
+        else:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(key, fontsize=9)
         ax.set_xlabel("epoch", fontsize=8)
         ax.tick_params(labelsize=7)

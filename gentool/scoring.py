@@ -68,6 +68,7 @@ def score_source(
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
     columns: dict[str, list[torch.Tensor]] = {}
     labels: list[torch.Tensor] = []
+    item_paths: dict[str, list[str]] = {}  # translation items name their files
     model.eval()
     model.begin_scoring()
     with Progress(console=stderr_console(), transient=True) as bar:
@@ -75,6 +76,9 @@ def score_source(
         for batch in loader:
             if isinstance(batch, list | tuple) and len(batch) == 2:
                 labels.append(batch[1].cpu())
+            if isinstance(batch, dict):
+                for key in ("A_path", "B_path"):
+                    item_paths.setdefault(key, []).extend(batch.get(key, []))
             with torch.no_grad():
                 scores = model.score_batch(to_device(batch, device))
             for key, value in scores.items():
@@ -84,8 +88,10 @@ def score_source(
     summary: dict[str, Any] = {"images": len(dataset)}
     for key, values in per_item.items():
         summary[f"mean_{key}"] = float(values.mean())
+        # The median too: one image far outside the training data can dominate a mean NLL.
+        summary[f"median_{key}"] = float(values.median())
     summary.update(model.finish_scoring())
-    rows = _rows(dataset, per_item)
+    rows = _rows(dataset, per_item, item_paths)
     if labels:
         all_labels = torch.cat(labels)
         anomaly = source.anomaly_labels(all_labels) if source is not None else None
@@ -102,7 +108,9 @@ def score_source(
     return ScoreResult(summary, rows)
 
 
-def _rows(dataset: Any, per_item: dict[str, torch.Tensor]) -> list[dict[str, Any]]:
+def _rows(
+    dataset: Any, per_item: dict[str, torch.Tensor], item_paths: dict[str, list[str]]
+) -> list[dict[str, Any]]:
     n = len(next(iter(per_item.values()))) if per_item else 0
     paths = getattr(dataset, "paths", None)
     rows = []
@@ -110,6 +118,9 @@ def _rows(dataset: Any, per_item: dict[str, torch.Tensor]) -> list[dict[str, Any
         row: dict[str, Any] = {"index": i}
         if paths is not None:
             row["path"] = str(paths[i])
+        for key, names in item_paths.items():
+            if len(names) == n:
+                row[key] = str(names[i])
         row.update({k: float(v[i]) for k, v in per_item.items()})
         rows.append(row)
     return rows

@@ -8,6 +8,8 @@ import torch
 def _private_home(tmp_path_factory, monkeypatch):
     # Tests never read or write a user's dataset cache.
     monkeypatch.setenv("GENTOOL_HOME", str(tmp_path_factory.mktemp("gentool-home")))
+    # Nor a user's torch hub cache (pretrained Inception weights for FID).
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path_factory.mktemp("torch-home")))
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from gentool.config import DensityConfig, option
@@ -90,3 +91,8 @@ class IAFConfig(DensityConfig):
         "IAF samples ('' = maximum likelihood on the data)",
         resumable=True,
     )
+
+    def __post_init__(self) -> None:
+        # Stored absolute, so the run can be resumed or scored from any folder.
+        if self.teacher:
+            self.teacher = str(Path(self.teacher).expanduser().absolute())
