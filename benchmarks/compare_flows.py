@@ -38,6 +38,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from gentool.bench import device_name
+
 LEVELS = 17  # digits: pixel values 0..16
 LOGIT_LAMBDA = 1e-6  # gentool's default (the MAF paper's for MNIST)
 
@@ -218,7 +220,7 @@ def main() -> None:
     }
     report = {
         "date": datetime.date.today().isoformat(),
-        "machine": _cpu_name(),
+        "machine": device_name(torch.device("cpu")),
         "threads": torch.get_num_threads(),
         "python": platform.python_version(),
         "versions": {"torch": torch.__version__, **_versions(contenders)},
@@ -256,16 +258,6 @@ def _speedups(rows: dict[str, dict[str, float]]) -> dict[str, float]:
 
 def _versions(contenders: list[Contender]) -> dict[str, str]:
     return {c.name: metadata.version(PACKAGES[c.name]) for c in contenders}
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ import datetime
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 from pathlib import Path
@@ -35,27 +34,11 @@ SETUPS: dict[str, tuple[str, int, dict[str, str]]] = {
 }
 
 
-def _peak_rss_mb() -> float:
-    # ru_maxrss is KiB on Linux, bytes on macOS.
-    scale = 1 if platform.system() == "Darwin" else 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def measure(setup: str, device_text: str, threads: int | None, steps: int, warmup: int) -> dict:
     """One setup in this process: build the model, time its training step."""
     import torch
 
-    from gentool.bench import synthetic_batch, time_op
+    from gentool.bench import device_name, peak_rss_mb, synthetic_batch, time_op
     from gentool.config import build_config
     from gentool.data.base import DataInfo
     from gentool.engine import resolve_device, seed_everything
@@ -70,7 +53,7 @@ def measure(setup: str, device_text: str, threads: int | None, steps: int, warmu
     spec = get_registry().family(family)
     config = build_config(spec.config, flags)
     data = DataInfo(spec.data_kind, 3, size, size, source="synthetic")
-    rss_start = _peak_rss_mb()
+    rss_start = peak_rss_mb()
     seed_everything(0)
     model = spec.load_model_class()(config, data, device)
     model.configure_training()
@@ -88,7 +71,7 @@ def measure(setup: str, device_text: str, threads: int | None, steps: int, warmu
         "hyperparameters": flags,
         "parameters": sum(p.numel() for p in model.networks.parameters()),
         "device": str(device),
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_model(),
+        "device_name": device_name(device),
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "warmup_steps": warmup,
@@ -100,7 +83,7 @@ def measure(setup: str, device_text: str, threads: int | None, steps: int, warmu
     if device.type == "cuda":
         result["peak_memory_mb"] = timing["peak_memory_mb"]
     else:
-        result["peak_rss_mb"] = _peak_rss_mb()
+        result["peak_rss_mb"] = peak_rss_mb()
         result["rss_before_model_mb"] = rss_start
     return result
 
@@ -140,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
+    from gentool.bench import device_name
     from gentool.engine import resolve_device
 
     device = resolve_device(args.device)
@@ -150,8 +134,8 @@ def main(argv: list[str] | None = None) -> int:
     report: dict[str, Any] = {
         "date": datetime.date.today().isoformat(),
         "device": str(device),
-        "device_name": torch.cuda.get_device_name(device) if cuda else cpu_model(),
-        "cpu": cpu_model(),
+        "device_name": device_name(device),
+        "cpu": device_name(torch.device("cpu")),
         "cpu_count": os.cpu_count(),
         "default_threads": torch.get_num_threads(),
         "torch": torch.__version__,

@@ -24,7 +24,7 @@ from gentool.config import config_to_dict
 from gentool.family import DataKind, FamilySpec
 from gentool.model import Model
 
-__all__ = ["run_bench", "synthetic_batch", "time_op"]
+__all__ = ["device_name", "peak_rss_mb", "run_bench", "synthetic_batch", "time_op"]
 
 
 def synthetic_batch(model: Model, n: int) -> Any:
@@ -66,11 +66,12 @@ def time_op(
     if device.type == "cuda":
         result["peak_memory_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
     else:
-        result["peak_rss_mb"] = _peak_rss_mb()
+        result["peak_rss_mb"] = peak_rss_mb()
     return result
 
 
-def _peak_rss_mb() -> float:
+def peak_rss_mb() -> float:
+    """This process's peak resident memory in MiB so far."""
     # ru_maxrss is in KiB on Linux (bytes on macOS): the process's peak resident memory.
     scale = 1 if platform.system() == "Darwin" else 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20
@@ -89,7 +90,7 @@ def run_bench(
     report: dict[str, Any] = {
         "family": spec.name,
         "device": str(device),
-        "device_name": _device_name(device),
+        "device_name": device_name(device),
         "dtype": str(next(model.networks.parameters()).dtype).replace("torch.", ""),
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
@@ -137,7 +138,7 @@ def run_bench(
                 timings[name]["median_s"] / timings["train_step"]["median_s"]
             )
     if device.type != "cuda":
-        report["peak_rss_mb"] = _peak_rss_mb()
+        report["peak_rss_mb"] = peak_rss_mb()
     return report
 
 
@@ -147,7 +148,8 @@ def _eval(model: Model, fn: Callable[[], Any]) -> Any:
         return fn()
 
 
-def _device_name(device: torch.device) -> str:
+def device_name(device: torch.device) -> str:
+    """The GPU's name, or the CPU's model name where the OS tells it (benchmarks quote it)."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     try:  # Linux names the CPU model here; platform.processor() often says only "x86_64"

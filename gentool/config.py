@@ -274,7 +274,10 @@ class DensityConfig(TrainConfig):
     weight_decay: float = option(1e-6, "L2 penalty on the weights (MAF paper: 1e-6)", minimum=0.0)
     grad_clip: float = option(5.0, "clip the gradient norm to this (0 = off)", minimum=0.0)
     logit_lambda: float = option(
-        1e-6, "lambda of the logit transform (MAF paper: 1e-6 MNIST, 0.05 CIFAR-10)", minimum=0.0
+        -1.0,
+        "lambda of the logit transform (MAF paper: 1e-6 MNIST, 0.05 CIFAR-10); "
+        "-1 = auto: 0.05 for one-class training (--normal-class), else 1e-6",
+        minimum=-1.0,
     )
     val_fraction: float = option(
         0.1, "share of the training images held out for early stopping (0 = none)", minimum=0.0
@@ -284,4 +287,10 @@ class DensityConfig(TrainConfig):
     )
     score_samples: int = option(
         4, "dequantisation draws per image when scoring (importance-weighted bound)", minimum=1
+    )
+    smoothing: float = option(
+        -1.0,
+        "std of Gaussian noise added to the dequantised training pixels in (0, 1), a smoothing "
+        "prior for small one-class data; -1 = auto: 0.1 with --normal-class, else 0 (off)",
+        minimum=-1.0,
     )
