@@ -248,6 +248,10 @@ def load_config_file(path: Path) -> dict[str, Any]:
     return data
 
 
+#: ``sample_every``'s auto value (see the option's help).
+AUTO_SAMPLE_EVERY = -1
+
+
 @dataclass
 class TrainConfig:
     """The schedule every family shares; a family's config subclasses it and adds its own.
@@ -260,7 +264,11 @@ class TrainConfig:
     lr: float = option(1e-3, "learning rate (Adam)", minimum=0.0)
     seed: int = option(0, "seed for weights, data order, noise and augmentation")
     sample_every: int = option(
-        1, "write a preview grid every N epochs (0 = never)", resumable=True, minimum=0
+        AUTO_SAMPLE_EVERY,
+        "write a preview grid every N epochs (0 = never; -1 = auto: every epoch, but at most "
+        "one per 10 s of training, and one at the end)",
+        resumable=True,
+        minimum=-1,
     )
 
 

@@ -1,8 +1,9 @@
 """The one training loop every family runs through.
 
 The engine owns what is the same for all families: seeding, devices, the data order,
-progress on stderr, ``metrics.jsonl``, loss plots and preview grids, checkpoints each epoch,
-resume, early stopping on a validation split, Ctrl-C safety and the non-finite-loss guard.
+progress on stderr, ``metrics.jsonl``, loss plots and preview grids, checkpoints each epoch
+(at most one write per ``Trainer.WRITE_INTERVAL_S`` when epochs are shorter), resume, early
+stopping on a validation split, Ctrl-C safety and the non-finite-loss guard.
 A family supplies only its :class:`gentool.model.Model`.
 
 Reproducibility: the data order of epoch ``e`` is a permutation drawn from a generator
@@ -31,7 +32,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
 from gentool.checkpoint import MODEL_FILE, RESUME_FILE, CheckpointMeta, load_resume, save_model
 from gentool.checkpoint import save_resume as write_resume
-from gentool.config import config_to_dict
+from gentool.config import AUTO_SAMPLE_EVERY, config_to_dict
 from gentool.data.base import DataSource
 from gentool.distributed import Distributed
 from gentool.errors import TrainingDiverged, UserError
@@ -237,6 +238,9 @@ def _set_rng_state(state: dict[str, Any]) -> None:
 class Trainer:
     """Runs one training job; see :func:`fit`."""
 
+    #: Seconds between checkpoint writes (and auto preview grids) when epochs are shorter.
+    WRITE_INTERVAL_S = 10.0
+
     def __init__(self, spec: FamilySpec, model: Model, source: DataSource, run: RunOptions):
         self.spec, self.model, self.source, self.run = spec, model, source, run
         self.dist = run.dist
@@ -250,6 +254,12 @@ class Trainer:
         self.history: list[dict[str, Any]] = []
         self.last_plot = 0.0
         self.epoch_means: dict[str, float] = {}
+        # Files written at epoch ends, at most every WRITE_INTERVAL_S (see _end_epoch).
+        self.last_write = -math.inf
+        self.last_preview = -math.inf
+        self.preview_epoch = 0
+        self.resume_pending = False
+        self.pending_model: tuple[dict[str, torch.Tensor], CheckpointMeta] | None = None
 
     # -- data -----------------------------------------------------------------------------------
     def _loaders(self) -> tuple[DataLoader, DataLoader | None]:
@@ -298,6 +308,18 @@ class Trainer:
 
     def _save_model(self, metrics: dict[str, Any]) -> None:
         save_model(self.out / MODEL_FILE, self.model.networks.state_dict(), self._meta(metrics))
+        self.pending_model = None
+
+    def _hold_model(self, metrics: dict[str, Any]) -> None:
+        """Keep a copy of the weights as they are now, to be written by :meth:`_flush_model`."""
+        state = {k: v.detach().clone() for k, v in self.model.networks.state_dict().items()}
+        self.pending_model = (state, self._meta(metrics))
+
+    def _flush_model(self) -> None:
+        if self.pending_model is not None:
+            state, meta = self.pending_model
+            save_model(self.out / MODEL_FILE, state, meta)
+            self.pending_model = None
 
     def _save_resume(self) -> None:
         state = {
@@ -317,6 +339,7 @@ class Trainer:
             },
         }
         write_resume(self.out / RESUME_FILE, state)
+        self.resume_pending = False
 
     def _restore(self) -> None:
         state = load_resume(self.out / RESUME_FILE)
@@ -367,22 +390,38 @@ class Trainer:
         from gentool.progress import TrainProgress
 
         show = self.run.progress and self.dist.main
-        with _StopFlag() as stop, TrainProgress(show) as bar:
-            bar.start(self.spec.name, self.config.epochs, len(train_loader), self.epoch)
-            while self.epoch < self.config.epochs:
-                stopped = self._run_epoch(train_loader, stop, bar)
-                if stopped != "epoch":
-                    break
-                stopped = self._end_epoch(val_loader, preview, bar)
-                if stopped != "epoch":
-                    break
-            else:
-                stopped = "finished"
-        if stopped in ("interrupted", "max-steps") and self.dist.main:
-            self._save_resume()
-            if not self.model.has_validation or self.best is None:
-                self._save_model(self._last_metrics())
+        try:
+            with _StopFlag() as stop, TrainProgress(show) as bar:
+                bar.start(self.spec.name, self.config.epochs, len(train_loader), self.epoch)
+                while self.epoch < self.config.epochs:
+                    stopped = self._run_epoch(train_loader, stop, bar)
+                    if stopped != "epoch":
+                        break
+                    stopped = self._end_epoch(val_loader, preview, bar)
+                    if stopped != "epoch":
+                        break
+                else:
+                    stopped = "finished"
+        finally:
+            # Whatever ended the run (a non-finite loss included), the best weights seen so
+            # far reach the disk; the resume state is written only from a sound state below.
+            if self.dist.main:
+                self._flush_model()
         if self.dist.main:
+            if stopped in ("interrupted", "max-steps"):
+                self._save_resume()
+                if not self.model.has_validation or self.best is None:
+                    self._save_model(self._last_metrics())
+            elif self.resume_pending:
+                self._save_resume()
+            ended = stopped in ("finished", "early-stopped")
+            if (
+                ended
+                and preview is not None
+                and self._preview_auto()
+                and self.preview_epoch != self.epoch
+            ):
+                self._write_preview(preview)
             self._plot(force=True)
         self.dist.barrier()
         return FitResult(
@@ -455,11 +494,24 @@ class Trainer:
                 self.bad_epochs += 1
         self.history.append(record)
         if self.dist.main:
+            # A checkpoint each epoch, but when epochs take less than WRITE_INTERVAL_S (small
+            # one-class sets: one step an epoch) at most one write per interval: the best
+            # weights wait in memory, the resume state is simply written later. The run's
+            # end writes whatever waits, so no result is lost, and a crash loses at most
+            # one interval of training.
+            due = time.perf_counter() - self.last_write >= self.WRITE_INTERVAL_S
             if improved:
-                self._save_model(self._last_metrics(record))
-            self._save_resume()
-            every = self.config.sample_every
-            if preview is not None and every and (self.epoch % every == 0):
+                if due:
+                    self._save_model(self._last_metrics(record))
+                else:
+                    self._hold_model(self._last_metrics(record))
+            if due:
+                self._flush_model()
+                self._save_resume()
+                self.last_write = time.perf_counter()
+            else:
+                self.resume_pending = True
+            if preview is not None and self._preview_due():
                 self._write_preview(preview)
             self._log(record)
             self._plot()
@@ -485,6 +537,16 @@ class Trainer:
         self.model.train()
         return total / max(count, 1)
 
+    def _preview_auto(self) -> bool:
+        return self.config.sample_every == AUTO_SAMPLE_EVERY
+
+    def _preview_due(self) -> bool:
+        """``--sample-every N``: every N epochs; auto: every epoch, at most one per interval."""
+        every = self.config.sample_every
+        if self._preview_auto():
+            return time.perf_counter() - self.last_preview >= self.WRITE_INTERVAL_S
+        return every > 0 and self.epoch % every == 0
+
     def _write_preview(self, batch: Any) -> None:
         from torchvision.utils import save_image
 
@@ -500,6 +562,7 @@ class Trainer:
         save_image(
             images.float().clamp(0, 1).cpu(), folder / f"epoch_{self.epoch:04d}.png", nrow=nrow
         )
+        self.last_preview, self.preview_epoch = time.perf_counter(), self.epoch
 
     def _plot(self, force: bool = False) -> None:
         # Plotting costs ~0.3 s; for fast epochs draw at most every 30 s, and at the end.

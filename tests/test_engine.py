@@ -15,11 +15,11 @@ from sklearn.datasets import load_digits
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from gentool.checkpoint import read_checkpoint
+from gentool.checkpoint import load_resume, read_checkpoint
 from gentool.config import DensityConfig
 from gentool.data.base import DataInfo, DataSource
 from gentool.density import DensityModel
-from gentool.engine import RunOptions, fit
+from gentool.engine import RunOptions, Trainer, fit
 from gentool.errors import TrainingDiverged, UserError
 from gentool.family import DataKind, FamilySpec
 
@@ -106,11 +106,9 @@ def test_training_writes_a_complete_run(tmp_path):
     assert epochs[-1]["val_loss"] < epochs[0]["val_loss"]  # it learns on real data
     for name in ("model.safetensors", "resume.safetensors", "losses.png"):
         assert (tmp_path / name).is_file()
-    assert sorted(p.name for p in (tmp_path / "samples").iterdir()) == [
-        "epoch_0001.png",
-        "epoch_0002.png",
-        "epoch_0003.png",
-    ]
+    # Auto previews: epochs this short get the first grid and the last, not one each.
+    grids = sorted(p.name for p in (tmp_path / "samples").iterdir())
+    assert grids == ["epoch_0001.png", "epoch_0003.png"]
     meta, _ = read_checkpoint(tmp_path / "model.safetensors", "gauss")
     assert meta.metrics["val_loss"] == pytest.approx(result.best_validation)
     assert DataInfo.from_json(meta.data).levels == 17
@@ -180,3 +178,44 @@ def test_bf16_autocast_trains(tmp_path):
 def test_resume_without_state(tmp_path):
     with pytest.raises(UserError, match="holds no resume state"):
         _train(tmp_path, resume=True)
+
+
+def test_sample_every_n_writes_exactly_those_epochs(tmp_path):
+    _train(tmp_path / "each", epochs=3, sample_every=1)
+    assert len(list((tmp_path / "each" / "samples").iterdir())) == 3
+    _train(tmp_path / "second", epochs=3, sample_every=2)
+    assert [p.name for p in (tmp_path / "second" / "samples").iterdir()] == ["epoch_0002.png"]
+    _train(tmp_path / "never", epochs=3, sample_every=0)
+    assert not (tmp_path / "never" / "samples").exists()
+
+
+@pytest.fixture
+def rare_writes(monkeypatch):
+    """Epoch ends never due for a write after the first: everything waits for the end."""
+    monkeypatch.setattr(Trainer, "WRITE_INTERVAL_S", 1e9)
+
+
+def test_deferred_writes_keep_the_best_and_resume_exactly(tmp_path, rare_writes):
+    result, _ = _train(tmp_path / "es", epochs=40, patience=2, lr=0.5)
+    best = min(r["val_loss"] for r in _records(tmp_path / "es") if r["type"] == "epoch")
+    meta, tensors = read_checkpoint(tmp_path / "es" / "model.safetensors")
+    assert meta.metrics["val_loss"] == best == result.best_validation
+    assert meta.epoch == result.epochs - 2  # the held copy, not the last weights
+    # The resume state written at the run's end continues the same numbers.
+    _, whole = _train(tmp_path / "whole", epochs=4)
+    _train(tmp_path / "split", epochs=2)
+    _, resumed = _train(tmp_path / "split", epochs=4, resume=True)
+    for key, value in whole.networks.state_dict().items():
+        assert torch.equal(resumed.networks.state_dict()[key], value), key
+
+
+def test_deferred_best_weights_survive_a_nan(tmp_path, rare_writes):
+    class Diverging(GaussianModel):
+        fail_at = 19  # epoch 3 (7 steps per epoch); epoch 2's best waits in memory
+
+    with pytest.raises(TrainingDiverged, match="at epoch 3"):
+        _train(tmp_path, epochs=4, model_class=Diverging)
+    meta, tensors = read_checkpoint(tmp_path / "model.safetensors", "gauss")
+    assert meta.epoch == 2 and all(torch.isfinite(t).all() for t in tensors.values())
+    state = load_resume(tmp_path / "resume.safetensors")
+    assert state["engine"]["epoch"] == 1  # the last sound state written, never the NaN one
