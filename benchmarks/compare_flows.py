@@ -65,11 +65,17 @@ class Contender:
         return loss.item()
 
 
-def gentool_maf(features: int, hidden: int, layers: int) -> Contender:
+def gentool_maf(features: int, hidden: int, layers: int, scale: str = "exp") -> Contender:
     from gentool_flows.maf import MAF
 
-    flow = MAF(features, layers, (hidden,), order="natural", batch_norm=False)
-    return Contender("gentool", flow, flow.log_prob, flow.sample)
+    flow = MAF(features, layers, (hidden,), order="natural", batch_norm=False, scale=scale)
+    name = "gentool" if scale == "exp" else f"gentool-{scale}"
+    return Contender(name, flow, flow.log_prob, flow.sample)
+
+
+def gentool_softplus_maf(features: int, hidden: int, layers: int) -> Contender:
+    """gentool's MAF with ``--scale softplus`` (the default is the paper's exp)."""
+    return gentool_maf(features, hidden, layers, scale="softplus")
 
 
 def zuko_maf(features: int, hidden: int, layers: int) -> Contender:
@@ -97,8 +103,13 @@ def nflows_maf(features: int, hidden: int, layers: int) -> Contender:
     return Contender("nflows", flow, flow.log_prob, flow.sample)
 
 
-BUILDERS = {"gentool": gentool_maf, "zuko": zuko_maf, "nflows": nflows_maf}
-PACKAGES = {"gentool": "gentool", "zuko": "zuko", "nflows": "nflows"}
+BUILDERS = {
+    "gentool": gentool_maf,
+    "gentool-softplus": gentool_softplus_maf,
+    "zuko": zuko_maf,
+    "nflows": nflows_maf,
+}
+PACKAGES = {"gentool": "gentool", "gentool-softplus": "gentool", "zuko": "zuko", "nflows": "nflows"}
 
 
 # -- data: digits in the flows' logit space ---------------------------------------------------
@@ -182,7 +193,8 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
     parser.add_argument("--repeats", type=int, default=9, help="timed rounds of sample/log-prob")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
-    parser.add_argument("--contenders", default="gentool,zuko,nflows")
+    parser.add_argument("--contenders", default="gentool,gentool-softplus,zuko,nflows")
+    parser.add_argument("--seed", type=int, default=0, help="seed of every contender's weights")
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -190,7 +202,7 @@ def main() -> None:
     features = train.shape[1]
     contenders, skipped = [], {}
     for name in args.contenders.split(","):
-        torch.manual_seed(0)
+        torch.manual_seed(args.seed)
         try:
             contender = BUILDERS[name](features, args.hidden, args.layers)
         except ImportError as err:
@@ -234,6 +246,7 @@ def main() -> None:
             "optimizer": f"Adam lr={args.lr}",
             "repeats": args.repeats,
             "dtype": "float32",
+            "weight_seed": args.seed,
         },
         "rows": rows,
         "gentool_speedup_over_fastest_peer": _speedups(rows),
@@ -250,7 +263,7 @@ def _speedups(rows: dict[str, dict[str, float]]) -> dict[str, float]:
     """Per timing row: the fastest peer's time over gentool's (> 1: gentool is faster)."""
     out = {}
     for row, values in rows.items():
-        peers = [v for name, v in values.items() if name != "gentool"]
+        peers = [v for name, v in values.items() if not name.startswith("gentool")]
         if row.endswith("_s") and "gentool" in values and peers:
             out[row] = min(peers) / values["gentool"]
     return out

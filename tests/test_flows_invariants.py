@@ -22,7 +22,9 @@ FLOWS = {
     "maf": lambda d: MAF(d, num_layers=3, hidden_features=(16, 16)),
     "maf-random-no-bn": lambda d: MAF(d, 3, (16,), order="random", batch_norm=False, seed=3),
     "maf-tanh-unclamped": lambda d: MAF(d, 2, (7,), activation="tanh", log_scale_clamp=0.0),
+    "maf-softplus": lambda d: MAF(d, 3, (16,), scale="softplus"),
     "iaf": lambda d: IAF(d, num_layers=3, hidden_features=(16, 16)),
+    "iaf-softplus": lambda d: IAF(d, 2, (16,), scale="softplus"),
     "iaf-random-elu": lambda d: IAF(d, 2, (9, 4), order="random", activation="elu", seed=1),
 }
 

@@ -1,5 +1,7 @@
 """MAF: the fast sequential sampler equals the plain loop; batch norm; clamping; CUDA graphs."""
 
+import math
+
 import pytest
 import torch
 
@@ -16,10 +18,13 @@ def randomised(flow: torch.nn.Module, std: float = 0.2) -> torch.nn.Module:
 
 
 @pytest.mark.parametrize(("dtype", "tolerance"), [(torch.float64, 1e-10), (torch.float32, 1e-5)])
-@pytest.mark.parametrize("order", ["natural", "random"])
-def test_fast_sampler_equals_plain_loop(dtype, tolerance, order):
+@pytest.mark.parametrize(
+    ("order", "scale"), [("natural", "exp"), ("random", "exp"), ("natural", "softplus")]
+)
+def test_fast_sampler_equals_plain_loop(dtype, tolerance, order, scale):
     torch.manual_seed(0)
-    flow = randomised(MAF(20, 3, (64, 48), order=order, seed=2).to(dtype), std=0.1)
+    flow = MAF(20, 3, (64, 48), order=order, seed=2, scale=scale)
+    flow = randomised(flow.to(dtype), std=0.1)
     z = flow.noise(50, generator=torch.Generator().manual_seed(7))
     expected = flow.inverse_reference(z)
     with torch.inference_mode():
@@ -39,9 +44,10 @@ def test_fast_sampler_handles_fewer_units_than_degrees():
         assert torch.allclose(flow.inverse(z), flow.inverse_reference(z), atol=1e-10)
 
 
-def test_fast_inverse_gradients_equal_plain_loop_gradients():
+@pytest.mark.parametrize("scale", ["exp", "softplus"])
+def test_fast_inverse_gradients_equal_plain_loop_gradients(scale):
     torch.manual_seed(0)
-    t = randomised(MaskedAffineAutoregressive(6, (12, 12)).double())
+    t = randomised(MaskedAffineAutoregressive(6, (12, 12), scale=scale).double())
     y = torch.randn(4, 6, dtype=torch.float64, requires_grad=True)
     grads = []
     for solve in (t.inverse, t.inverse_reference):
@@ -61,6 +67,21 @@ def test_log_scale_is_clamped():
     assert torch.allclose(log_det, torch.full((4,), 6.0))
     _, fast_log_det = t.inverse(t(u)[0])
     assert torch.allclose(fast_log_det, log_det)
+
+
+def test_softplus_scale_starts_at_the_identity_and_stays_above_its_floor():
+    t = MaskedAffineAutoregressive(3, (8,), scale="softplus")
+    with torch.no_grad():
+        t.made[-1].weight.zero_()
+        t.made[-1].bias.zero_()
+    u = torch.randn(4, 3)
+    y, log_det = t(u)
+    assert torch.allclose(y, u, atol=1e-6) and torch.allclose(log_det, torch.zeros(4), atol=1e-6)
+    with torch.no_grad():
+        t.made[-1].bias[3:].fill_(-100.0)  # scales softplus(-100) + 1e-3: the floor
+    _, log_det = t(u)
+    assert torch.allclose(log_det, torch.full((4,), 3 * math.log(1e-3)), rtol=1e-4)
+    assert torch.allclose(t.inverse(t(u)[0])[0], u, atol=1e-4)
 
 
 def test_batch_norm_is_invertible_with_correct_log_det_in_eval_mode():

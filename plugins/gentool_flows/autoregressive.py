@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from gentool_flows.made import MADE
 
-__all__ = ["MaskedAffineAutoregressive", "SolvePlan", "standard_normal_log_prob"]
+__all__ = ["SCALES", "MaskedAffineAutoregressive", "SolvePlan", "standard_normal_log_prob"]
 
 # (in place, out of place): in place writes straight into the solve's buffers.
 _ACTIVATIONS = {
@@ -20,6 +20,14 @@ _ACTIVATIONS = {
     "elu": (F.elu_, F.elu),
     "tanh": (torch.tanh_, torch.tanh),
 }
+
+
+#: How the MADE's second output becomes the scale s (see MaskedAffineAutoregressive).
+SCALES = ("exp", "softplus")
+#: The softplus scale's floor, s >= 1e-3 (nflows' choice): log s stays above -6.9.
+SOFTPLUS_FLOOR = 1e-3
+#: softplus(a + this) = 1 at a = 0: a freshly initialised layer is the identity.
+SOFTPLUS_SHIFT = math.log(math.expm1(1.0 - SOFTPLUS_FLOOR))
 
 
 def standard_normal_log_prob(z: Tensor) -> Tensor:
@@ -91,9 +99,14 @@ class MaskedAffineAutoregressive(nn.Module):
         features: the number of features D.
         hidden_features: units per hidden layer of the MADE.
         order: the autoregressive order (see :func:`gentool_flows.made.input_degrees`).
-        log_scale_clamp: clamp :math:`\log s` to [-c, c] (0 for no clamp).
+        log_scale_clamp: clamp :math:`\log s` to [-c, c] (0 for no clamp); ``"exp"`` only.
         activation: the MADE's nonlinearity.
         generator: the random generator of a ``"random"`` order.
+        scale: how the MADE's output a becomes s. ``"exp"``: :math:`\log s = a` (the MAF
+            paper's), clamped. ``"softplus"``: :math:`s = \mathrm{softplus}(a + c) +
+            10^{-3}`, with c chosen so that a = 0 gives s = 1: it grows only linearly, so
+            scales cannot compound into extremely narrow densities (nflows' choice, there
+            without the shift).
 
     Example:
         >>> t = MaskedAffineAutoregressive(4, hidden_features=(16,))
@@ -112,22 +125,30 @@ class MaskedAffineAutoregressive(nn.Module):
         log_scale_clamp: float = 5.0,
         activation: str = "relu",
         generator: torch.Generator | None = None,
+        scale: str = "exp",
     ) -> None:
         super().__init__()
+        if scale not in SCALES:
+            raise ValueError(f"scale must be one of {', '.join(SCALES)}, got {scale!r}")
         self.features = features
         self.log_scale_clamp = log_scale_clamp
+        self.scale = scale
         self.made = MADE(features, hidden_features, order, activation, generator)
 
     def extra_repr(self) -> str:
-        return f"log_scale_clamp={self.log_scale_clamp}"
+        return f"scale={self.scale}, log_scale_clamp={self.log_scale_clamp}"
 
-    def _clamp(self, log_scale: Tensor) -> Tensor:
-        c = self.log_scale_clamp
-        return log_scale.clamp(-c, c) if c > 0 else log_scale
+    def _log_scale(self, a: Tensor, out: Tensor | None = None) -> Tensor:
+        r""":math:`\log s` from the MADE's raw output ``a`` (into ``out`` when given)."""
+        if self.scale == "softplus":
+            s = F.softplus(a + SOFTPLUS_SHIFT).add_(SOFTPLUS_FLOOR)
+            return torch.log(s, out=out)
+        c = self.log_scale_clamp if self.log_scale_clamp > 0 else math.inf
+        return torch.clamp(a, -c, c, out=out)
 
     def shift_and_log_scale(self, u: Tensor) -> tuple[Tensor, Tensor]:
-        shift, log_scale = self.made(u)
-        return shift, self._clamp(log_scale)
+        shift, a = self.made(u)
+        return shift, self._log_scale(a)
 
     def forward(self, u: Tensor) -> tuple[Tensor, Tensor]:
         """``y`` and ``log |det dy/du| = sum_i log s_i``, in one parallel pass."""
@@ -160,11 +181,13 @@ class MaskedAffineAutoregressive(nn.Module):
         y = y.reshape(-1, self.features)
         hidden, (out_weight, out_bias) = self._position_weights(plan.order)
         activation = _ACTIVATIONS[self.made.activation][1 if torch.is_grad_enabled() else 0]
-        bound = self.log_scale_clamp if self.log_scale_clamp > 0 else math.inf
         # Feature-major rows in position order: what is known at step p is a prefix.
         y_rows = y.index_select(-1, plan.order).t().contiguous()
         inputs = _Rows(y, self.features)
-        log_scales = _Rows(y, self.features)
+        softplus = self.scale == "softplus"
+        if softplus:  # fold softplus's shift into the bias of the scale outputs: one op less
+            out_bias = out_bias + out_bias.new_tensor([[[0.0], [SOFTPLUS_SHIFT]]])
+        scales = _Rows(y, self.features)  # s (softplus) or log s (exp), one row per step
         units = [_Rows(y, weight.shape[0]) for weight, _ in hidden]
         for p in range(self.features):
             known = inputs.known
@@ -180,12 +203,20 @@ class MaskedAffineAutoregressive(nn.Module):
                         layer.append(activation(rows))
                     known = layer.known
             params = torch.addmm(out_bias[p], out_weight[p, :, : known.shape[0]], known)
-            log_scale = torch.clamp(params[1:], -bound, bound, out=log_scales.next_rows(1))
-            log_scales.append(log_scale)
-            scale = torch.exp(-log_scale)
-            inputs.append(torch.mul(y_rows[p : p + 1] - params[:1], scale, out=inputs.next_rows(1)))
+            centred = y_rows[p : p + 1] - params[:1]
+            if softplus:  # keep s itself; the logs of all D scales are taken once, below
+                scale = F.softplus(params[1:])
+                scale = torch.add(scale, SOFTPLUS_FLOOR, out=scales.next_rows(1))
+                scales.append(scale)
+                inputs.append(torch.div(centred, scale, out=inputs.next_rows(1)))
+            else:
+                log_scale = self._log_scale(params[1:], out=scales.next_rows(1))
+                scales.append(log_scale)
+                inverse_scale = torch.exp(-log_scale)
+                inputs.append(torch.mul(centred, inverse_scale, out=inputs.next_rows(1)))
         u = inputs.known.t().index_select(-1, plan.degrees)
-        return u.reshape(*batch_shape, -1), log_scales.known.sum(0).reshape(batch_shape)
+        log_scales = scales.known.log() if softplus else scales.known
+        return u.reshape(*batch_shape, -1), log_scales.sum(0).reshape(batch_shape)
 
     def plan(self) -> SolvePlan:
         """The order and hidden degree blocks of the sequential solve (reads buffers)."""

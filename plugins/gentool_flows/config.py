@@ -12,6 +12,7 @@ __all__ = ["IAFConfig", "MADEConfig", "MAFConfig"]
 
 ORDERS = ("natural", "random")
 ACTIVATIONS = ("relu", "elu", "tanh")
+SCALES = ("exp", "softplus")  # gentool_flows.autoregressive.SCALES, without importing torch
 
 
 # One definition per option, shared by the three families (each dataclass lists its own
@@ -42,6 +43,15 @@ def _log_scale_clamp() -> Any:
     return option(5.0, "clamp log s to [-c, c], for stable early training (0 = off)", minimum=0.0)
 
 
+def _scale() -> Any:
+    return option(
+        "exp",
+        "how a MADE output becomes the scale s: exp (MAF paper: log s, clamped) or softplus "
+        "(s = softplus + 1e-3, identity at init; steadier on small data)",
+        choices=SCALES,
+    )
+
+
 def _cuda_graphs() -> Any:
     return option(
         False,
@@ -58,6 +68,7 @@ class MADEConfig(DensityConfig):
     order: str = _order()
     activation: str = _activation()
     log_scale_clamp: float = _log_scale_clamp()
+    scale: str = _scale()
     cuda_graphs: bool = _cuda_graphs()
 
 
@@ -71,6 +82,7 @@ class MAFConfig(DensityConfig):
     order: str = _order()
     activation: str = _activation()
     log_scale_clamp: float = _log_scale_clamp()
+    scale: str = _scale()
     cuda_graphs: bool = _cuda_graphs()
 
 
@@ -83,6 +95,7 @@ class IAFConfig(DensityConfig):
     order: str = _order()
     activation: str = _activation()
     log_scale_clamp: float = _log_scale_clamp()
+    scale: str = _scale()
     cuda_graphs: bool = _cuda_graphs()
     # The objective, not the network: a run may continue with the teacher moved elsewhere.
     teacher: str = option(

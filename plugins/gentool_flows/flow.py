@@ -37,9 +37,10 @@ class AutoregressiveFlow(nn.Module):
         order: ``"natural"`` reverses the order between layers (natural, reversed, ...);
             ``"random"`` draws a permutation per layer from ``seed``.
         batch_norm: put a :class:`~gentool_flows.batchnorm.BatchNorm` between layers.
-        log_scale_clamp: clamp every :math:`\log s` to [-c, c] (0 for no clamp).
+        log_scale_clamp: clamp every :math:`\log s` to [-c, c] (0 for no clamp; exp scale).
         activation: the MADEs' nonlinearity (``"relu"``, ``"elu"`` or ``"tanh"``).
         seed: seeds the random orders (weights use torch's global generator).
+        scale: ``"exp"`` or ``"softplus"`` (see :class:`MaskedAffineAutoregressive`).
     """
 
     def __init__(
@@ -52,6 +53,7 @@ class AutoregressiveFlow(nn.Module):
         log_scale_clamp: float = 5.0,
         activation: str = "relu",
         seed: int = 0,
+        scale: str = "exp",
     ) -> None:
         super().__init__()
         if order not in ORDERS:
@@ -64,7 +66,13 @@ class AutoregressiveFlow(nn.Module):
             layer_order = order if order == "random" else ("natural", "reversed")[k % 2]
             layers.append(
                 MaskedAffineAutoregressive(
-                    features, hidden_features, layer_order, log_scale_clamp, activation, generator
+                    features,
+                    hidden_features,
+                    layer_order,
+                    log_scale_clamp,
+                    activation,
+                    generator,
+                    scale,
                 )
             )
             if batch_norm and k < num_layers - 1:

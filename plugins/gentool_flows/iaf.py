@@ -33,9 +33,10 @@ class IAF(AutoregressiveFlow):
         num_layers: the number of MADE layers K.
         hidden_features: units per hidden layer of each MADE.
         order: ``"natural"`` (reversed between layers) or ``"random"`` (one per layer).
-        log_scale_clamp: clamp every :math:`\log s` to [-c, c] (0 for no clamp).
+        log_scale_clamp: clamp every :math:`\log s` to [-c, c] (0 for no clamp; exp scale).
         activation: the MADEs' nonlinearity (``"relu"``, ``"elu"`` or ``"tanh"``).
         seed: seeds the random orders.
+        scale: ``"exp"`` (the paper's) or ``"softplus"`` (see the autoregressive layer).
 
     Example:
         >>> flow = IAF(3, num_layers=2, hidden_features=(16,))
@@ -56,6 +57,7 @@ class IAF(AutoregressiveFlow):
         log_scale_clamp: float = 5.0,
         activation: str = "relu",
         seed: int = 0,
+        scale: str = "exp",
     ) -> None:
         super().__init__(
             features,
@@ -66,6 +68,7 @@ class IAF(AutoregressiveFlow):
             log_scale_clamp=log_scale_clamp,
             activation=activation,
             seed=seed,
+            scale=scale,
         )
 
     def forward(self, z: Tensor) -> tuple[Tensor, Tensor]:

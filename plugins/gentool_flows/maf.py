@@ -32,9 +32,10 @@ class MAF(AutoregressiveFlow):
         hidden_features: units per hidden layer of each MADE.
         order: ``"natural"`` (reversed between layers) or ``"random"`` (one per layer).
         batch_norm: batch normalisation between the layers.
-        log_scale_clamp: clamp every :math:`\log s` to [-c, c] (0 for no clamp).
+        log_scale_clamp: clamp every :math:`\log s` to [-c, c] (0 for no clamp; exp scale).
         activation: the MADEs' nonlinearity (``"relu"``, ``"elu"`` or ``"tanh"``).
         seed: seeds the random orders.
+        scale: ``"exp"`` (the paper's) or ``"softplus"`` (see the autoregressive layer).
 
     Example:
         >>> flow = MAF(3, num_layers=2, hidden_features=(16,), batch_norm=True).eval()
@@ -58,6 +59,7 @@ class MAF(AutoregressiveFlow):
         log_scale_clamp: float = 5.0,
         activation: str = "relu",
         seed: int = 0,
+        scale: str = "exp",
     ) -> None:
         super().__init__(
             features,
@@ -68,6 +70,7 @@ class MAF(AutoregressiveFlow):
             log_scale_clamp,
             activation,
             seed,
+            scale,
         )
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:

@@ -60,6 +60,7 @@ class MADEModel(_FlowModel):
             log_scale_clamp=c.log_scale_clamp,
             activation=c.activation,
             seed=c.seed,
+            scale=c.scale,
         )
 
 
@@ -77,6 +78,7 @@ class MAFModel(_FlowModel):
             log_scale_clamp=c.log_scale_clamp,
             activation=c.activation,
             seed=c.seed,
+            scale=c.scale,
         )
 
 
@@ -192,4 +194,5 @@ class IAFModel(_FlowModel):
             log_scale_clamp=c.log_scale_clamp,
             activation=c.activation,
             seed=c.seed,
+            scale=c.scale,
         )
