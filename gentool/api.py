@@ -1,4 +1,4 @@
-"""The public API for plugin authors: everything a third-party family may import.
+"""The public API: everything a third-party family, or a script using gentool, may import.
 
 Names that need torch (``Model``, ``DensityModel``, ...) are imported on first access, so a
 plugin's registration module can import this module without slowing CLI start-up.
@@ -16,6 +16,7 @@ from gentool.errors import UserError
 from gentool.family import DataKind, FamilySpec
 
 if TYPE_CHECKING:
+    from gentool.checkpoint import load_model
     from gentool.density import DensityModel, LogitTransform
     from gentool.model import Model
 
@@ -34,6 +35,7 @@ __all__ = [
     "UserError",
     "__version__",
     "hookimpl",
+    "load_model",
     "option",
 ]
 
@@ -41,6 +43,7 @@ _LAZY = {
     "Model": "gentool.model",
     "DensityModel": "gentool.density",
     "LogitTransform": "gentool.density",
+    "load_model": "gentool.checkpoint",
 }
 
 
