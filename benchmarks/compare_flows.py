@@ -1,6 +1,6 @@
-"""The same MAF in gentool, zuko and nflows, measured side by side in one run on one machine.
+"""The same MAF in gentool, zuko, nflows and normflows, measured side by side in one run.
 
-    pip install zuko nflows          # or: pip install -e .[bench]
+    pip install zuko nflows normflows    # or: pip install -e .[bench]
     python benchmarks/compare_flows.py results.json [--steps 500] [--hidden 1024] ...
 
 Every contender gets the same flow: D = 64 (scikit-learn digits), ``--layers`` masked affine
@@ -103,13 +103,42 @@ def nflows_maf(features: int, hidden: int, layers: int) -> Contender:
     return Contender("nflows", flow, flow.log_prob, flow.sample)
 
 
+def normflows_maf(features: int, hidden: int, layers: int) -> Contender:
+    import normflows as nf
+
+    # normflows reads its flow list from noise to data and takes each layer's inverse for the
+    # density; its MaskedAffineAutoregressive is a MAF layer in the data -> noise direction,
+    # so each is wrapped in Reverse to keep the density one parallel pass (as in a MAF).
+    flows: list[nn.Module] = []
+    for k in range(layers):
+        if k:
+            reverse = nf.flows.Permute(features, mode="shuffle")
+            reverse.perm.copy_(torch.arange(features - 1, -1, -1))
+            reverse.inv_perm.copy_(torch.arange(features - 1, -1, -1))
+            flows.append(reverse)
+        made = nf.flows.MaskedAffineAutoregressive(
+            features, hidden, num_blocks=0, use_residual_blocks=False
+        )
+        flows.append(nf.flows.Reverse(made))
+    base = nf.distributions.DiagGaussian(features, trainable=False)
+    flow = nf.NormalizingFlow(q0=base, flows=flows[::-1])
+    return Contender("normflows", flow, flow.log_prob, lambda n: flow.sample(n)[0])
+
+
 BUILDERS = {
     "gentool": gentool_maf,
     "gentool-softplus": gentool_softplus_maf,
     "zuko": zuko_maf,
     "nflows": nflows_maf,
+    "normflows": normflows_maf,
 }
-PACKAGES = {"gentool": "gentool", "gentool-softplus": "gentool", "zuko": "zuko", "nflows": "nflows"}
+PACKAGES = {
+    "gentool": "gentool",
+    "gentool-softplus": "gentool",
+    "zuko": "zuko",
+    "nflows": "nflows",
+    "normflows": "normflows",
+}
 
 
 # -- data: digits in the flows' logit space ---------------------------------------------------
@@ -193,7 +222,7 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
     parser.add_argument("--repeats", type=int, default=9, help="timed rounds of sample/log-prob")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
-    parser.add_argument("--contenders", default="gentool,gentool-softplus,zuko,nflows")
+    parser.add_argument("--contenders", default="gentool,gentool-softplus,zuko,nflows,normflows")
     parser.add_argument("--seed", type=int, default=0, help="seed of every contender's weights")
     args = parser.parse_args()
 
