@@ -22,6 +22,10 @@ bench() { local name=$1; shift; timeout 240 gentool bench "$@" --device cuda --j
 bench maf_digits maf
 bench iaf_digits iaf
 bench maf_mnist maf --image-size 28 --sample-batch 64 --repeats 3
+# The same MAFs sampling through CUDA graphs (--cuda-graphs): one replay per solve.
+printf 'cuda_graphs = true\n' > "$OUT/graphs.toml"
+bench maf_digits_graphs maf --config "$OUT/graphs.toml"
+bench maf_mnist_graphs maf --image-size 28 --sample-batch 64 --repeats 3 --config "$OUT/graphs.toml"
 bench iaf_mnist iaf --image-size 28 --sample-batch 64 --repeats 3
 bench cyclegan_128 cyclegan --image-size 128 --sample-batch 8
 bench pix2pix_256 pix2pix --image-size 256 --sample-batch 8
