@@ -3,6 +3,8 @@ extractor (random weights, never downloaded) and how scoring reports them, or sa
 
 import json
 import math
+import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -226,6 +228,26 @@ def test_inception_features_shapes_and_loading_from_the_hub_cache(hub_dir):
     torch.save({k: v for k, v in state.items() if not k.startswith("Mixed_7c")}, path)
     with pytest.raises(RuntimeError):
         InceptionFeatures(pretrained=True)
+
+
+class _RunsCode:
+    """Unpickling this calls a function: what a hostile weights file would do."""
+
+    def __reduce__(self):
+        return (Path.touch, (Path(os.environ["GENTOOL_TEST_MARKER"]),))
+
+
+def test_a_weights_file_that_holds_code_is_refused_without_running_it(
+    hub_dir, tmp_path, monkeypatch
+):
+    marker = tmp_path / "ran"
+    monkeypatch.setenv("GENTOOL_TEST_MARKER", str(marker))
+    path = fid.inception_weights_path()
+    path.parent.mkdir(parents=True)
+    torch.save({"Conv2d_1a_3x3.conv.weight": _RunsCode()}, path)
+    with pytest.raises(Exception, match="[Ww]eights only load failed|Unsupported global"):
+        InceptionFeatures(pretrained=True)
+    assert not marker.exists()
 
 
 def cyclegan(channels: int = 3) -> CycleGANModel:
