@@ -152,6 +152,7 @@ def test_cuda_graphs_match_eager():
         assert torch.allclose(flow.inverse(z), eager, atol=1e-5)
         assert torch.allclose(flow.inverse(2 * z), eager_double, atol=1e-5)  # a replay
         assert len(flow._graphs._entries) == 1
+        assert next(iter(flow._graphs._entries.values())).graph is not None  # not declined
         with torch.no_grad():
             flow.layers[0].made[0].weight.mul_(0.5)  # in place: the replay must see it
         graphed = flow.inverse(z)

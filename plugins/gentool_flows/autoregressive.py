@@ -186,7 +186,8 @@ class MaskedAffineAutoregressive(nn.Module):
         inputs = _Rows(y, self.features)
         softplus = self.scale == "softplus"
         if softplus:  # fold softplus's shift into the bias of the scale outputs: one op less
-            out_bias = out_bias + out_bias.new_tensor([[[0.0], [SOFTPLUS_SHIFT]]])
+            # (no tensor from Python data here: a host copy cannot be captured in a CUDA graph)
+            out_bias = torch.cat((out_bias[:, :1], out_bias[:, 1:] + SOFTPLUS_SHIFT), dim=1)
         scales = _Rows(y, self.features)  # s (softplus) or log s (exp), one row per step
         units = [_Rows(y, weight.shape[0]) for weight, _ in hidden]
         for p in range(self.features):
