@@ -9,8 +9,21 @@ from gentool.cli import main
 def run_folder(tmp_path_factory):
     """A tiny trained MAF run, shared by the checks that need a real checkpoint."""
     out = tmp_path_factory.mktemp("runs") / "maf"
-    args = ["train", "maf", "--data", "digits", "--epochs", "1", "--hidden-features", "16",
-            "--num-layers", "1", "--out", str(out), "--quiet"]
+    args = [
+        "train",
+        "maf",
+        "--data",
+        "digits",
+        "--epochs",
+        "1",
+        "--hidden-features",
+        "16",
+        "--num-layers",
+        "1",
+        "--out",
+        str(out),
+        "--quiet",
+    ]
     assert main(args) == 0
     return out
 
@@ -44,14 +57,29 @@ def test_checkpoint_errors(run_folder, tmp_path, capsys):
     bad.write_bytes(b"not a checkpoint at all")
     cases = [
         (["score", "maf", "--checkpoint", str(bad), "--data", "digits"], "not a readable"),
-        (["translate", "cyclegan", "--checkpoint", str(run_folder), "--images", str(tmp_path),
-          "--out", str(tmp_path / "o")], "is a 'maf' checkpoint, not 'cyclegan'"),
-        (["score", "maf", "--checkpoint", str(run_folder), "--data", "digits", "--split", "val"],
-         "no 'val' split"),
+        (
+            [
+                "translate",
+                "cyclegan",
+                "--checkpoint",
+                str(run_folder),
+                "--images",
+                str(tmp_path),
+                "--out",
+                str(tmp_path / "o"),
+            ],
+            "is a 'maf' checkpoint, not 'cyclegan'",
+        ),
+        (
+            ["score", "maf", "--checkpoint", str(run_folder), "--data", "digits", "--split", "val"],
+            "no 'val' split",
+        ),
         (["sample", "maf", "--checkpoint", str(run_folder), "--temperature", "0"], "positive"),
         (["train", "maf", "--data", "digits", "--out", str(run_folder)], "already holds a run"),
-        (["train", "maf", "--resume", "--out", str(run_folder), "--hidden-features", "8"],
-         "--hidden-features cannot change when resuming"),
+        (
+            ["train", "maf", "--resume", "--out", str(run_folder), "--hidden-features", "8"],
+            "--hidden-features cannot change when resuming",
+        ),
         (["train", "maf", "--resume", "--out", str(tmp_path)], "no resume state"),
     ]
     for args, message in cases:

@@ -31,8 +31,16 @@ def _run(args, env=None):
 
 
 @pytest.mark.parametrize(
-    "args", [["--help"], ["plugins"], ["info", "maf"], ["datasets"], ["train", "--help"],
-             ["train", "maf", "--help"], ["--version"]]
+    "args",
+    [
+        ["--help"],
+        ["plugins"],
+        ["info", "maf"],
+        ["datasets"],
+        ["train", "--help"],
+        ["train", "maf", "--help"],
+        ["--version"],
+    ],
 )
 def test_light_commands_do_not_import_torch(args):
     result = _run(args)
@@ -41,8 +49,7 @@ def test_light_commands_do_not_import_torch(args):
 
 
 def test_shell_completion_does_not_import_torch():
-    env = {"_GENTOOL_COMPLETE": "complete_bash", "COMP_WORDS": "gentool train m",
-           "COMP_CWORD": "2"}
+    env = {"_GENTOOL_COMPLETE": "complete_bash", "COMP_WORDS": "gentool train m", "COMP_CWORD": "2"}
     result = _run([], env)
     assert "maf" in result.stdout and "made" in result.stdout
     assert result.stderr.rstrip().endswith("HEAVY=")

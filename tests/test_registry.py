@@ -37,8 +37,13 @@ BAD_CONFIG = GOOD.replace("    pass", "    device: str = 'cpu'").replace('"toy"'
 
 @pytest.fixture
 def fake_plugins(tmp_path, monkeypatch):
-    modules = {"good_plugin": GOOD, "broken_import": BROKEN_IMPORT, "broken_hook": BROKEN_HOOK,
-               "clash_plugin": CLASH, "bad_config": BAD_CONFIG}
+    modules = {
+        "good_plugin": GOOD,
+        "broken_import": BROKEN_IMPORT,
+        "broken_hook": BROKEN_HOOK,
+        "clash_plugin": CLASH,
+        "bad_config": BAD_CONFIG,
+    }
     for name, source in modules.items():
         (tmp_path / f"{name}.py").write_text(textwrap.dedent(source))
     monkeypatch.syspath_prepend(str(tmp_path))
