@@ -26,6 +26,10 @@ bench maf_mnist maf --image-size 28 --sample-batch 64 --repeats 3
 printf 'cuda_graphs = true\n' > "$OUT/graphs.toml"
 bench maf_digits_graphs maf --config "$OUT/graphs.toml"
 bench maf_mnist_graphs maf --image-size 28 --sample-batch 64 --repeats 3 --config "$OUT/graphs.toml"
+bench iaf_digits_graphs iaf --config "$OUT/graphs.toml"   # IAF: the graphed solve is `score`
+printf 'cuda_graphs = true\nscale = "softplus"\n' > "$OUT/softplus_graphs.toml"
+bench maf_digits_softplus_graphs maf --config "$OUT/softplus_graphs.toml"
+grep -h "CUDA graphs off" "$OUT/bench.log" && echo "a graph capture was declined (see bench.log)"
 bench iaf_mnist iaf --image-size 28 --sample-batch 64 --repeats 3
 bench cyclegan_128 cyclegan --image-size 128 --sample-batch 8
 bench pix2pix_256 pix2pix --image-size 256 --sample-batch 8
