@@ -216,13 +216,47 @@ def load_model(
     spec = family if not isinstance(family, str | None) else get_registry().family(meta.family)
     config = config_from_json(spec.config, json.dumps(meta.config))
     model = spec.load_model_class()(config, DataInfo.from_json(meta.data), torch.device(device))
+    misfit = describe_misfit(model.networks.state_dict(), tensors)
+    if misfit:
+        raise UserError(f"{path} does not fit the {spec.name!r} networks: {misfit}")
     try:
         model.networks.load_state_dict(tensors)
-    except RuntimeError as err:
-        first = str(err).strip().splitlines()[0][:300]
+    except RuntimeError as err:  # names and shapes fit; what is left is torch's own check
+        first = " ".join(str(err).split())[:300]
         raise UserError(f"{path} does not fit the {spec.name!r} networks: {first}") from None
     model.checkpoint_meta = meta
     return model.eval()
+
+
+def describe_misfit(expected: dict[str, torch.Tensor], found: dict[str, torch.Tensor]) -> str:
+    """What keeps ``found`` from loading into a module whose state is ``expected``, in one
+    line (shape mismatches first, with both shapes; then missing and unexpected names), or
+    an empty string when every name and shape fits."""
+
+    def shape(t: torch.Tensor) -> str:
+        return f"[{', '.join(map(str, t.shape))}]"
+
+    def some(names: list[str]) -> str:
+        return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+
+    shapes = [
+        f"{name}: file {shape(found[name])}, model {shape(tensor)}"
+        for name, tensor in expected.items()
+        if name in found and found[name].shape != tensor.shape
+    ]
+    missing = [name for name in expected if name not in found]
+    unexpected = [name for name in found if name not in expected]
+    parts = []
+    if shapes:
+        parts.append(
+            f"{len(shapes)} tensor(s) of another shape ({'; '.join(shapes[:2])}"
+            + (f"; and {len(shapes) - 2} more)" if len(shapes) > 2 else ")")
+        )
+    if missing:
+        parts.append(f"{len(missing)} missing ({some(missing)})")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected ({some(unexpected)})")
+    return "; ".join(parts)
 
 
 # -- resume state ---------------------------------------------------------------------------------

@@ -103,3 +103,31 @@ def test_bench_operations_run():
         for fn, items in operations.values():
             fn()
             assert items == 4
+
+
+def test_a_checkpoint_that_does_not_fit_names_the_tensor(tmp_path):
+    import dataclasses
+
+    from gentool.checkpoint import CheckpointMeta, load_model, save_model
+
+    spec = registered()["maf"]
+    config = MAFConfig(hidden_features=(16,), num_layers=2)
+    model = spec.load_model_class()(config, INFO, torch.device("cpu"))
+    meta = CheckpointMeta(
+        family="maf",
+        plugin="flows",
+        plugin_version="0.1.0",
+        config=dataclasses.asdict(dataclasses.replace(config, hidden_features=(32,))),
+        data=INFO.to_json(),
+    )
+    path = tmp_path / "model.safetensors"
+    save_model(path, model.networks.state_dict(), meta)
+    with pytest.raises(UserError) as caught:
+        load_model(spec, path, "cpu")
+    message = str(caught.value)
+    assert "\n" not in message and "does not fit the 'maf' networks" in message
+    assert "of another shape" in message and "file [16, 16], model [32, 16]" in message
+    # and a file with the right config loads
+    meta.config = dataclasses.asdict(config)
+    save_model(path, model.networks.state_dict(), meta)
+    assert load_model(spec, path, "cpu").networks is not None
