@@ -21,7 +21,7 @@ from rich.table import Table
 from gentool import __version__
 from gentool.config import config_fields
 from gentool.errors import TrainingDiverged, UserError
-from gentool.family import FamilySpec
+from gentool.family import DataKind, FamilySpec
 from gentool.registry import get_registry
 
 __all__ = ["app", "main"]
@@ -29,13 +29,11 @@ __all__ = ["app", "main"]
 app = typer.Typer(
     name="gentool",
     help="Train, sample, score, translate and benchmark deep generative models.",
-    no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=True,
 )
 train_app = typer.Typer(
     help="Train a model family: gentool train FAMILY --data NAME|DIR \\[OPTIONS].",
-    no_args_is_help=True,
 )
 app.add_typer(train_app, name="train")
 
@@ -55,8 +53,9 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback()
+@app.callback(invoke_without_command=True)
 def _root(
+    ctx: typer.Context,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Show version.")
     ] = False,
@@ -66,6 +65,37 @@ def _root(
 ) -> None:
     """Train, sample, score, translate and benchmark deep generative models."""
     # --debug is read by main() before parsing, so errors raised while parsing obey it too.
+    if ctx.invoked_subcommand is None:  # a bare `gentool` asks for the help, not an error
+        text = ctx.get_help()  # Rich prints the help itself and returns ""
+        if text:
+            typer.echo(text)
+        raise typer.Exit()
+
+
+@train_app.callback(invoke_without_command=True)
+def _train(ctx: typer.Context) -> None:
+    if ctx.invoked_subcommand is None:
+        raise UserError(f"{_missing_family('train')} (see `gentool train --help`)")
+
+
+#: The capability each command needs of its FAMILY argument (None: any family).
+_COMMAND_CAPABILITY = {
+    "train": "train",
+    "sample": "sample",
+    "score": "score",
+    "translate": "translate",
+    "bench": None,
+    "info": None,
+}
+
+
+def _missing_family(command: str) -> str:
+    """The message for ``gentool COMMAND`` without its FAMILY: which families would do."""
+    capability = _COMMAND_CAPABILITY.get(command)
+    families = get_registry().families
+    able = sorted(n for n, s in families.items() if capability is None or s.can(capability))
+    which = f"families that can {capability}" if capability else "installed families"
+    return f"missing FAMILY; {which}: {', '.join(able) or 'none'}"
 
 
 # -- inspection -------------------------------------------------------------------------------
@@ -79,7 +109,11 @@ def plugins() -> None:
     for info in registry.plugins.values():
         caps = sorted({c for f in info.families for c in registry.families[f].capabilities})
         names = info.families + [f"{d} (data)" for d in info.datasets]
-        status = "[red]failed (below)[/red]" if info.error else "ok"
+        status = "ok"
+        if info.error:
+            status = (
+                "[yellow]partly loaded (below)[/yellow]" if names else "[red]failed (below)[/red]"
+            )
         table.add_row(
             info.name + ("" if not info.builtin else " (built-in)"),
             info.package,
@@ -142,17 +176,17 @@ _DATA_PARAMS: list[tuple[str, Any, Any]] = [
     (
         "load_size",
         int | None,
-        typer.Option(None, help="Translation: resize to this before the random crop."),
+        typer.Option(None, help="Resize to this before the random crop."),
     ),
     (
         "flip",
         bool,
-        typer.Option(True, "--flip/--no-flip", help="Translation: random horizontal flips."),
+        typer.Option(True, "--flip/--no-flip", help="Random horizontal flips in training."),
     ),
     (
         "direction",
         str,
-        typer.Option("a2b", help="Paired data: a2b or b2a (which side is the input)."),
+        typer.Option("a2b", help="a2b or b2a: which side is the input (b2a swaps A and B)."),
     ),
     ("device", str, typer.Option("auto", help="auto, cpu, cuda or cuda:N.")),
     ("resume", bool, typer.Option(False, "--resume", help="Continue the run in --out.")),
@@ -183,10 +217,36 @@ _DATA_PARAMS: list[tuple[str, Any, Any]] = [
 
 _DATA_OPTIONS = {"data", "image_size", "channels", "normal_class", "load_size", "flip", "direction"}
 
+_TRANSLATION = frozenset({DataKind.UNPAIRED, DataKind.PAIRED})
+#: Data options that only some data kinds use; a family's `train` shows only those that
+#: apply to its data (the others keep their defaults). The other options are shared.
+_OPTION_KINDS: dict[str, frozenset[DataKind]] = {
+    "normal_class": frozenset({DataKind.IMAGES}),
+    "load_size": _TRANSLATION,
+    "flip": _TRANSLATION,
+    "direction": _TRANSLATION,
+}
+
+
+def _data_params(kind: DataKind) -> list[tuple[str, Any, Any]]:
+    """The shared ``train`` options that apply to a family on ``kind`` data."""
+    return [p for p in _DATA_PARAMS if kind in _OPTION_KINDS.get(p[0], frozenset(DataKind))]
+
+
+def _foreign_data_option(flag: str, family: str) -> str | None:
+    """Why ``gentool train FAMILY`` has no ``flag``, when the flag is for other data kinds."""
+    name = flag.removeprefix("--").removeprefix("no-").replace("-", "_")
+    spec = get_registry().families.get(family)
+    kinds = _OPTION_KINDS.get(name)
+    if spec is None or kinds is None or spec.data_kind in kinds:
+        return None
+    able = " and ".join(sorted(k.value for k in kinds))
+    return f"{flag} is for {able} data; {family} trains on {spec.data_kind.value} data"
+
 
 def _train_command(spec: FamilySpec):
     fields = config_fields(spec.config)
-    reserved = [name for name, _, _ in _DATA_PARAMS]
+    defaults = {name: default.default for name, _, default in _DATA_PARAMS}
 
     def command(ctx: typer.Context, **kwargs: Any) -> None:
         explicit = {
@@ -196,12 +256,12 @@ def _train_command(spec: FamilySpec):
         }
         from gentool import commands
 
-        commands.train(spec, explicit, {k: kwargs[k] for k in reserved})
+        commands.train(spec, explicit, {k: kwargs.get(k, v) for k, v in defaults.items()})
 
     ctx_param = inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD)
     params = [ctx_param]
     annotations: dict[str, Any] = {"ctx": typer.Context}
-    for name, kind, default in _DATA_PARAMS:
+    for name, kind, default in _data_params(spec.data_kind):
         default.rich_help_panel = "Data" if name in _DATA_OPTIONS else "Run"
         params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default))
         annotations[name] = kind
@@ -407,6 +467,20 @@ def _one_line(err: Exception) -> str:
     return text
 
 
+def _usage_message(err: Exception) -> str:
+    """The parser's message, made specific where gentool knows better."""
+    ctx = getattr(err, "ctx", None)
+    param = getattr(err, "param", None)
+    option = getattr(err, "option_name", None)
+    if ctx is None:
+        return err.format_message()
+    if isinstance(err, typer.BadParameter) and param is not None and param.name == "family":
+        return _missing_family(ctx.command.name)  # a command run without its FAMILY
+    if option and ctx.parent is not None and ctx.parent.command.name == "train":
+        return _foreign_data_option(option, ctx.command.name) or err.format_message()
+    return err.format_message()
+
+
 def _check_train_family(args: list[str]) -> None:
     """``gentool train NAME``: name the known families rather than 'No such command'."""
     words = [a for a in args if a != "--debug"]
@@ -453,8 +527,7 @@ def main(argv: list[str] | None = None) -> int:
             ctx = getattr(err, "ctx", None)
             if ctx is not None:
                 hint = f" (see `{ctx.command_path} --help`)"
-            stderr.print(
-                f"[red]error:[/red] {err.format_message()}{hint}", highlight=False, soft_wrap=True
-            )
+            message = _usage_message(err)
+            stderr.print(f"[red]error:[/red] {message}{hint}", highlight=False, soft_wrap=True)
             return err.exit_code
         raise

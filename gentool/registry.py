@@ -2,15 +2,17 @@
 
 Entry points load one at a time: a plugin whose import or registration raises is recorded
 with its error (``gentool plugins`` shows it) and every other plugin still works. Built-in
-families ship in the ``gentool`` distribution and load through the same group.
-``GENTOOL_LOAD_PLUGINS`` (comma-separated entry-point or package names) chooses which
-third-party plugins load; set but empty, none do.
+families ship in the ``gentool`` distribution and load through the same group, first, so
+their names are reserved: a family or dataset whose name is already taken is rejected on its
+own (recorded against the plugin that tried to take it) while the rest of that plugin's hook
+still registers. ``GENTOOL_LOAD_PLUGINS`` (comma-separated entry-point or package names)
+chooses which third-party plugins load; set but empty, none do.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import metadata
 from typing import Any
 
@@ -39,6 +41,10 @@ class PluginInfo:
     datasets: list[str] = field(default_factory=list)
     error: str | None = None
 
+    def add_error(self, message: str) -> None:
+        """Record a problem; a plugin may have several (one per rejected name)."""
+        self.error = message if self.error is None else f"{self.error}; {message}"
+
 
 class Registry:
     """The loaded plugins, families and named datasets."""
@@ -53,10 +59,15 @@ class Registry:
     # -- loading ------------------------------------------------------------------------------
     def load_entry_points(self) -> Registry:
         wanted = _wanted_plugins()
-        for ep in sorted(metadata.entry_points(group="gentool"), key=lambda e: e.name):
+        # Built-ins first, so that no third-party plugin can take a name gentool ships;
+        # then third-party plugins in name order (the first to claim a name keeps it).
+        entry_points = sorted(
+            metadata.entry_points(group="gentool"), key=lambda e: (not _is_builtin(e), e.name)
+        )
+        for ep in entry_points:
             package = ep.dist.name if ep.dist else "?"
             version = ep.dist.version if ep.dist else "?"
-            builtin = _normal(package) == BUILTIN_DISTRIBUTION
+            builtin = _is_builtin(ep)
             if not builtin and wanted is not None and not ({ep.name, _normal(package)} & wanted):
                 continue
             info = PluginInfo(ep.name, package, version, builtin)
@@ -79,7 +90,7 @@ class Registry:
         try:
             self.manager.register(plugin, name=info.name)
         except Exception as err:
-            info.error = f"registration failed: {type(err).__name__}: {err}"
+            info.add_error(f"registration failed: {type(err).__name__}: {err}")
             return
         for hook_name, target in (
             ("register_families", self._add_family),
@@ -90,30 +101,39 @@ class Registry:
                 if impl.plugin_name != info.name:
                     continue
                 try:
-                    impl.function(register=lambda item, _t=target: _t(item, info))
+                    impl.function(register=_isolated(target, hook_name, info))
                 except Exception as err:
-                    info.error = f"{hook_name} failed: {type(err).__name__}: {err}"
+                    info.add_error(f"{hook_name} failed: {type(err).__name__}: {err}")
 
     def _add_family(self, spec: FamilySpec, info: PluginInfo) -> None:
         if not isinstance(spec, FamilySpec):
-            raise TypeError(f"register_families expects FamilySpec, got {type(spec).__name__}")
-        config_fields(spec.config)  # a config the CLI cannot turn into options fails here
+            raise TypeError(f"expected a FamilySpec, got {type(spec).__name__}")
         if spec.name in self.families:
             owner = self.families[spec.name].plugin
-            raise ValueError(f"family {spec.name!r} is already registered by plugin {owner!r}")
+            raise ValueError(f"family {spec.name!r} is already registered by {self._owner(owner)}")
+        try:
+            config_fields(spec.config)  # a config the CLI cannot turn into options fails here
+        except TypeError as err:
+            raise TypeError(f"family {spec.name!r}: {err}") from None
         self.families[spec.name] = spec.with_plugin(info.name, info.version)
         info.families.append(spec.name)
 
     def _add_dataset(self, entry: DatasetEntry, info: PluginInfo) -> None:
         if not isinstance(entry, DatasetEntry):
-            raise TypeError(f"register_datasets expects DatasetEntry, got {type(entry).__name__}")
+            raise TypeError(f"expected a DatasetEntry, got {type(entry).__name__}")
         if entry.name in self.datasets:
             owner = self.datasets[entry.name].plugin
-            raise ValueError(f"dataset {entry.name!r} is already registered by plugin {owner!r}")
-        from dataclasses import replace
-
+            raise ValueError(
+                f"dataset {entry.name!r} is already registered by {self._owner(owner)}"
+            )
         self.datasets[entry.name] = replace(entry, plugin=info.name)
         info.datasets.append(entry.name)
+
+    def _owner(self, plugin: str) -> str:
+        info = self.plugins.get(plugin)
+        if info is not None and info.builtin:
+            return f"built-in plugin {plugin!r} (built-in names are reserved)"
+        return f"plugin {plugin!r}"
 
     # -- lookup -------------------------------------------------------------------------------
     def family(self, name: str, capability: str | None = None) -> FamilySpec:
@@ -124,7 +144,7 @@ class Registry:
             hint = ""
             broken = [p.name for p in self.plugins.values() if p.error]
             if broken:
-                hint = f" (plugins that failed to load: {', '.join(broken)}; see `gentool plugins`)"
+                hint = f" (plugins with load errors: {', '.join(broken)}; see `gentool plugins`)"
             raise UserError(f"unknown family {name!r}; known families: {known}{hint}")
         if capability and not spec.can(capability):
             able = sorted(n for n, s in self.families.items() if s.can(capability))
@@ -134,8 +154,28 @@ class Registry:
         return spec
 
 
+def _isolated(add: Any, hook_name: str, info: PluginInfo) -> Any:
+    """The ``register`` callback of one hook: a bad item (a name already taken, a config the
+    CLI cannot use) is rejected on its own, and the plugin's other items still register."""
+
+    def register(item: Any) -> None:
+        try:
+            add(item, info)
+        except (TypeError, ValueError) as err:  # our checks: the message says it all
+            info.add_error(f"{hook_name}: {err}")
+        except Exception as err:
+            info.add_error(f"{hook_name}: {type(err).__name__}: {err}")
+
+    return register
+
+
 def _normal(name: str) -> str:
     return name.lower().replace("_", "-")
+
+
+def _is_builtin(ep: metadata.EntryPoint) -> bool:
+    """An entry point of gentool's own distribution (the built-in families and datasets)."""
+    return ep.dist is not None and _normal(ep.dist.name) == BUILTIN_DISTRIBUTION
 
 
 def _wanted_plugins() -> set[str] | None:

@@ -33,6 +33,7 @@ def _run(args, env=None):
 @pytest.mark.parametrize(
     "args",
     [
+        [],
         ["--help"],
         ["plugins"],
         ["info", "maf"],
@@ -46,6 +47,15 @@ def test_light_commands_do_not_import_torch(args):
     result = _run(args)
     assert result.returncode == 0, result.stderr
     assert result.stderr.rstrip().endswith("HEAVY="), result.stderr
+
+
+@pytest.mark.parametrize("args", [["train"], ["sample"], ["info"]])
+def test_a_missing_family_is_a_light_one_line_error(args):
+    result = _run(args)
+    assert result.returncode == 2
+    lines = result.stderr.rstrip().splitlines()
+    assert lines[0].startswith("error: missing FAMILY; ") and "maf" in lines[0], result.stderr
+    assert lines[1:] == ["HEAVY="]
 
 
 def test_shell_completion_does_not_import_torch():

@@ -107,12 +107,49 @@ def _cli(capsys, command: str) -> str:
 
 
 # -- excerpts of the example are verbatim ---------------------------------------------------------
+CUT = re.compile(r"^[ \t]*(?:# )?\.\.\.[ \t]*$", re.MULTILINE)  # a `...` (TOML: `# ...`) line
+
+
+def excerpt_parts(code: str) -> list[str]:
+    """The parts of a quoted block between its ``...`` cut lines (the whole block if none)."""
+    return [part.strip("\n") for part in CUT.split(code) if part.strip()]
+
+
 def test_guide_excerpts_match_the_example_package():
+    """A quoted file is shown whole, or its cuts are marked, so it can be copied as shown."""
     excerpts = _files("examples/gentool-realnvp/")
     assert len(excerpts) >= 7
     for name, code in excerpts:
         source = (ROOT / name).read_text(encoding="utf-8")
-        assert code.strip() in source, f"docs/plugins.md quotes {name}, which no longer says so"
+        if not CUT.search(code):
+            assert code.strip() == source.strip(), (
+                f"docs/plugins.md quotes part of {name} without marking the cuts with `...`"
+            )
+            continue
+        position = 0
+        for part in excerpt_parts(code):
+            found = source.find(part, position)
+            assert found >= 0, f"docs/plugins.md quotes {name}, which no longer says:\n{part}"
+            position = found + len(part)
+
+
+def test_guide_python_excerpts_compile():
+    for language, name, code in guide_blocks():
+        if language == "python":
+            compile(code, f"docs/plugins.md: {name or 'snippet'}", "exec")
+
+
+@pytest.mark.parametrize(
+    ("code", "parts"),
+    [
+        ("a = 1\n", ["a = 1"]),
+        ("...\nimport x\n...\n\nclass A:\n    ...\n    def f(self):\n        pass\n",
+         ["import x", "class A:", "    def f(self):\n        pass"]),
+        ("[a]\nb = 1\n# ...\n[c]\n", ["[a]\nb = 1", "[c]"]),
+    ],
+)  # fmt: skip
+def test_excerpt_parts(code, parts):
+    assert excerpt_parts(code) == parts
 
 
 def test_guide_lists_the_public_api_and_the_reserved_options():

@@ -98,3 +98,92 @@ def test_unknown_family_and_capability(fake_plugins):
     spec = registry.family("toy", "sample")
     with pytest.raises(UserError, match="failed to load nowhere:Nothing"):
         spec.load_model_class()
+
+
+# A third-party plugin that claims a built-in family name and a built-in dataset name.
+DUP = """
+from dataclasses import dataclass
+from gentool.api import DataKind, DatasetEntry, FamilySpec, TrainConfig, hookimpl
+
+@dataclass
+class Config(TrainConfig):
+    pass
+
+def _family(name):
+    return FamilySpec(name, "a copy", Config, DataKind.IMAGES, {"sample"}, "nowhere:Nothing")
+
+def _dataset(name):
+    return DatasetEntry(name, DataKind.IMAGES, "a copy", "0 images", lambda options, root: None)
+
+@hookimpl
+def register_families(register):
+    register(_family("maf"))
+    register(_family("dupfam"))
+
+@hookimpl
+def register_datasets(register):
+    register(_dataset("digits"))
+    register(_dataset("dupdata"))
+"""
+
+
+@pytest.fixture
+def dup_plugin(tmp_path, monkeypatch):
+    """The real built-in entry points plus ``dup``, which sorts before ``flows``."""
+    builtins = [
+        ep
+        for ep in metadata.entry_points(group="gentool")
+        if ep.dist is not None and ep.dist.name == "gentool"
+    ]
+    assert {ep.name for ep in builtins} >= {"datasets", "flows", "translation"}
+    (tmp_path / "dup_plugin.py").write_text(DUP)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    eps = [metadata.EntryPoint("dup", "dup_plugin", "gentool"), *builtins]
+    monkeypatch.setattr(metadata, "entry_points", lambda group: eps)
+    monkeypatch.delenv("GENTOOL_LOAD_PLUGINS", raising=False)
+    yield
+    sys.modules.pop("dup_plugin", None)
+
+
+def test_builtin_names_are_reserved(dup_plugin):
+    registry = Registry().load_entry_points()
+    assert list(registry.plugins)[:3] == ["datasets", "flows", "translation"]  # built-ins first
+    for name in ("datasets", "flows", "translation"):
+        assert registry.plugins[name].error is None, registry.plugins[name].error
+    assert {"made", "maf", "iaf"} <= set(registry.plugins["flows"].families)
+    assert registry.family("maf").plugin == "flows"
+    assert registry.family("iaf").plugin == "flows"
+    assert registry.datasets["digits"].plugin == "datasets"
+    # Only the clashing names are rejected; the rest of the same hooks still registers.
+    dup = registry.plugins["dup"]
+    assert dup.families == ["dupfam"] and dup.datasets == ["dupdata"]
+    assert registry.family("dupfam").plugin == "dup"
+    assert "family 'maf' is already registered by built-in plugin 'flows'" in dup.error
+    assert "dataset 'digits' is already registered by built-in plugin 'datasets'" in dup.error
+
+
+def test_cli_shows_a_rejected_name_against_its_plugin(dup_plugin, monkeypatch, capsys):
+    import gentool.registry
+    from gentool import cli
+
+    monkeypatch.setattr(gentool.registry, "_REGISTRY", Registry().load_entry_points())
+    monkeypatch.setattr(
+        cli.train_app, "registered_commands", list(cli.train_app.registered_commands)
+    )
+    monkeypatch.setenv("COLUMNS", "200")
+    assert cli.main(["plugins"]) == 0
+    out = capsys.readouterr().out
+    assert "dup (?): register_families: family 'maf' is already registered" in out
+    assert "flows (gentool)" not in out  # the built-in has no error line
+    assert cli.main(["info", "maf"]) == 0
+    assert "plugin flows" in capsys.readouterr().out
+    assert cli.main(["info", "iaf"]) == 0
+    assert "plugin flows" in capsys.readouterr().out
+
+
+def test_a_rejected_item_does_not_stop_the_hook(fake_plugins, monkeypatch):
+    monkeypatch.delenv("GENTOOL_LOAD_PLUGINS", raising=False)
+    registry = Registry().load_entry_points()
+    # good_plugin's only family clashes: nothing of it registers, and it says why.
+    assert registry.plugins["good_plugin"].families == []
+    assert registry.plugins["bad_config"].error.startswith("register_families: family 'badtoy'")

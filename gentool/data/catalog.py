@@ -33,14 +33,30 @@ ORIGIN = "http://efrosgans.eecs.berkeley.edu"
 
 @dataclass(frozen=True)
 class Archive:
-    """One downloadable data set of the authors."""
+    """One downloadable data set of the authors.
+
+    ``train``, ``test`` and ``val`` count the images in the download's folders of that split:
+    ``(A, B)`` for unpaired sets (``trainA/``, ``trainB/``), ``(pairs,)`` for paired ones.
+    """
 
     name: str  # what users type after --data
     remote: str  # the file name on the authors' server, without extension
     kind: DataKind
     summary: str
-    size: str
+    train: tuple[int, ...]
+    test: tuple[int, ...] = ()
+    val: tuple[int, ...] = ()
     manual: str | None = None  # why it cannot be downloaded, and how to prepare it instead
+
+    @property
+    def size(self) -> str:
+        """The counts per split, for ``gentool datasets``: ``1,067 + 1,334 train, ...``."""
+        splits = [
+            f"{' + '.join(f'{n:,}' for n in counts)} {split}"
+            for split, counts in (("train", self.train), ("test", self.test), ("val", self.val))
+            if counts
+        ]
+        return ", ".join(splits) + (" pairs" if self.kind is DataKind.PAIRED else " images")
 
     @property
     def url(self) -> str:
@@ -62,49 +78,74 @@ _CITYSCAPES = (
 )
 
 
-def _cyclegan(name: str, summary: str, size: str, remote: str | None = None) -> Archive:
-    return Archive(name, remote or name, DataKind.UNPAIRED, f"{summary} (CycleGAN)", size)
+def _cyclegan(
+    name: str,
+    summary: str,
+    train: tuple[int, int],
+    test: tuple[int, int],
+    remote: str | None = None,
+) -> Archive:
+    return Archive(name, remote or name, DataKind.UNPAIRED, f"{summary} (CycleGAN)", train, test)
 
 
-def _pix2pix(name: str, summary: str, size: str) -> Archive:
-    return Archive(name, name, DataKind.PAIRED, f"{summary} (pix2pix)", size)
+def _pix2pix(name: str, summary: str, train: int, test: int = 0, val: int = 0) -> Archive:
+    counts = [(n,) if n else () for n in (train, test, val)]
+    return Archive(name, name, DataKind.PAIRED, f"{summary} (pix2pix)", *counts)
 
 
-# Sizes are the training-set sizes the authors give in docs/datasets.md.
+# The counts are of the images in the downloaded archives, folder by folder (trainA + trainB,
+# testA + testB; train, test, val), as gentool splits them. They are not the collection
+# sizes in the authors' docs/datasets.md (939 horses + 1,177 zebras, 996 apples + 1,020
+# oranges, ...), which differ from what the zip files hold.
 ARCHIVES: dict[str, Archive] = {
     a.name: a
     for a in (
-        _cyclegan("apple2orange", "apples <-> oranges, ImageNet photos", "996 + 1,020 images"),
-        _cyclegan("horse2zebra", "horses <-> zebras, ImageNet photos", "939 + 1,177 images"),
+        _cyclegan("apple2orange", "apples <-> oranges, ImageNet photos", (995, 1019), (266, 248)),
+        _cyclegan("horse2zebra", "horses <-> zebras, ImageNet photos", (1067, 1334), (120, 140)),
         _cyclegan(
-            "summer2winter_yosemite", "Yosemite in summer <-> winter, Flickr", "1,273 + 854 images"
+            "summer2winter_yosemite",
+            "Yosemite in summer <-> winter, Flickr",
+            (1231, 962),
+            (309, 238),
         ),
-        _cyclegan("monet2photo", "Monet paintings <-> landscape photos", "1,074 + 6,853 images"),
-        _cyclegan("cezanne2photo", "Cezanne paintings <-> landscape photos", "584 + 6,853 images"),
-        _cyclegan("ukiyoe2photo", "Ukiyo-e prints <-> landscape photos", "1,433 + 6,853 images"),
-        _cyclegan("vangogh2photo", "Van Gogh paintings <-> landscape photos", "401 + 6,853 images"),
-        _cyclegan("iphone2dslr_flower", "iPhone <-> DSLR flower photos", "1,813 + 3,316 images"),
-        _cyclegan("maps-unpaired", "Google Maps <-> aerial photos", "1,096 images", "maps"),
-        _cyclegan("facades-unpaired", "facade labels <-> photos, CMP", "400 images", "facades"),
+        _cyclegan("monet2photo", "Monet paintings <-> landscape photos", (1072, 6287), (121, 751)),
+        _cyclegan(
+            "cezanne2photo", "Cezanne paintings <-> landscape photos", (525, 6287), (58, 751)
+        ),
+        _cyclegan("ukiyoe2photo", "Ukiyo-e prints <-> landscape photos", (562, 6287), (263, 751)),
+        _cyclegan(
+            "vangogh2photo", "Van Gogh paintings <-> landscape photos", (400, 6287), (400, 751)
+        ),
+        _cyclegan("iphone2dslr_flower", "iPhone <-> DSLR flower photos", (1812, 3325), (569, 480)),
+        _cyclegan(
+            "maps-unpaired", "Google Maps <-> aerial photos", (1096, 1096), (1098, 1098), "maps"
+        ),
+        _cyclegan(
+            "facades-unpaired", "facade labels <-> photos, CMP", (400, 400), (106, 106), "facades"
+        ),
         Archive(
             "cityscapes-unpaired",
             "cityscapes",
             DataKind.UNPAIRED,
             "street labels <-> photos, Cityscapes; prepared by hand (CycleGAN)",
-            "2,975 images",
+            train=(2975, 2975),
+            test=(500, 500),
             manual=_CITYSCAPES,
         ),
-        _pix2pix("facades", "facade photo | label map pairs, CMP", "400 pairs"),
-        _pix2pix("maps", "aerial photo | Google map pairs", "1,096 pairs"),
-        _pix2pix("edges2shoes", "edge map | shoe photo pairs, UT Zappos50K", "50k pairs"),
-        _pix2pix("edges2handbags", "edge map | handbag photo pairs, iGAN", "137k pairs"),
-        _pix2pix("night2day", "night | day pairs of the same webcam scene", "tar.gz download"),
+        _pix2pix("facades", "facade photo | label map pairs, CMP", 400, test=106, val=100),
+        _pix2pix("maps", "aerial photo | Google map pairs", 1096, val=1098),
+        _pix2pix("edges2shoes", "edge map | shoe photo pairs, UT Zappos50K", 49825, val=200),
+        _pix2pix("edges2handbags", "edge map | handbag photo pairs, iGAN", 138567, val=200),
+        _pix2pix(
+            "night2day", "night | day pairs of the same webcam scene", 17823, test=2287, val=10
+        ),
         Archive(
             "cityscapes",
             "cityscapes",
             DataKind.PAIRED,
             "street photo | label map pairs, Cityscapes; prepared by hand (pix2pix)",
-            "2,975 pairs",
+            train=(2975,),
+            test=(500,),  # the script writes Cityscapes' val split as test/
             manual=_CITYSCAPES,
         ),
     )
