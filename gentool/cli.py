@@ -254,9 +254,12 @@ def _train_command(spec: FamilySpec):
             for f in fields
             if kwargs[f.name] is not None and _given(ctx, f.name)
         }
+        opts = {k: kwargs.get(k, v) for k, v in defaults.items()}
+        # A resumed run checks the data options the user typed against its own.
+        opts["given"] = {k for k in _DATA_OPTIONS if k in kwargs and _given(ctx, k)}
         from gentool import commands
 
-        commands.train(spec, explicit, {k: kwargs.get(k, v) for k, v in defaults.items()})
+        commands.train(spec, explicit, opts)
 
     ctx_param = inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD)
     params = [ctx_param]

@@ -33,8 +33,9 @@ __all__ = ["load_model", "sample", "score", "train", "translate"]
 # -- train ----------------------------------------------------------------------------------------
 def train(spec: FamilySpec, explicit: dict[str, Any], opts: dict[str, Any]) -> None:
     """``gentool train FAMILY``: ``explicit`` holds the hyperparameters the user typed."""
+    done = 0  # epochs the run has already trained
     if opts["resume"]:
-        config, data_text, options, out = _resumed_request(spec, explicit, opts)
+        config, data_text, options, out, done = _resumed_request(spec, explicit, opts)
     else:
         if not opts["data"]:
             raise UserError(
@@ -82,7 +83,13 @@ def train(spec: FamilySpec, explicit: dict[str, Any], opts: dict[str, Any]) -> N
         precision=opts["precision"],
     )
     console = stderr_console()
-    if dist.main:
+    if dist.main and done >= config.epochs:
+        console.print(
+            f"{out} already has {done} epochs (--epochs {config.epochs}): nothing to train; "
+            "pass a larger --epochs to train on",
+            soft_wrap=True,
+        )
+    elif dist.main:
         where = f"{device}" + (f" x {dist.world} processes" if dist.active else "")
         console.print(
             f"training {spec.name} on {source.info.source} ({_describe(source.info)}) on {where}"
@@ -129,9 +136,29 @@ def _resumed_request(spec: FamilySpec, explicit: dict[str, Any], opts: dict[str,
                 f"{getattr(saved, name)!r}); start a new run for that"
             )
     config = build_config(spec.config, explicit, base=saved)
-    if opts["data"] and opts["data"] != request["data"]:
-        raise UserError(f"--data {opts['data']!r} differs from the run's {request['data']!r}")
-    return config, request["data"], DataOptions(**request["options"]), Path(out)
+    _check_data_options(opts, request, DataInfo.from_json(meta["gentool.data"]))
+    options = DataOptions(**request["options"])  # what the user left out comes from the run
+    return config, request["data"], options, Path(out), int(meta.get("gentool.epoch", 0))
+
+
+def _check_data_options(opts: dict[str, Any], request: dict[str, Any], info: DataInfo) -> None:
+    """A data option typed when resuming must be the run's own; anything else is an error."""
+    stored = {"data": request["data"], **request["options"]}
+    for name in sorted(opts.get("given", ())):
+        typed = _direction(opts[name]) if name == "direction" else opts[name]
+        if typed == stored.get(name):
+            continue
+        flag = "--" + name.replace("_", "-")
+        if name == "flip":
+            flag, was = ("--flip", "with --no-flip") if typed else ("--no-flip", "with --flip")
+        elif stored.get(name) is None:  # the run left it to the data source
+            was = f"without it: {_describe(info)}"
+        else:
+            was = f"with {stored[name]!r}"
+        raise UserError(
+            f"{flag} cannot change when resuming (the run was trained {was}); "
+            "start a new run for that"
+        )
 
 
 def _direction(text: str) -> str:

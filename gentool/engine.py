@@ -9,8 +9,10 @@ A family supplies only its :class:`gentool.model.Model`.
 Reproducibility: the data order of epoch ``e`` is a permutation drawn from a generator
 seeded by ``(seed, e)``, and augmentation is seeded per (seed, epoch, index) by the data
 layer, so neither depends on the global RNG. The global RNG (dropout, dequantisation noise,
-image pools) is saved in the resume state. A resumed run therefore continues with exactly
-the numbers an uninterrupted run would have produced.
+image pools) is saved in the resume state, and so are the running loss sums of an epoch
+stopped part-way. A resumed run therefore continues with exactly the numbers an
+uninterrupted run would have produced, in the weights and in ``metrics.jsonl``'s epoch
+records.
 """
 
 from __future__ import annotations
@@ -251,13 +253,18 @@ class Trainer:
         self.step_in_epoch = 0
         self.best: float | None = None
         self.bad_epochs = 0
-        self.history: list[dict[str, Any]] = []
+        self.history: list[dict[str, Any]] = []  # the epoch records
+        self.step_history: list[dict[str, Any]] = []  # the step records
         self.last_plot = 0.0
+        # The epoch's running loss sums and their step count; saved in the resume state, so
+        # an epoch resumed part-way reports the mean over all its steps.
+        self.loss_sums: dict[str, torch.Tensor] = {}
+        self.loss_count = 0
         self.epoch_means: dict[str, float] = {}
         # Files written at epoch ends, at most every WRITE_INTERVAL_S (see _end_epoch).
         self.last_write = -math.inf
         self.last_preview = -math.inf
-        self.preview_epoch = 0
+        self.preview_step = -1  # the step of the last grid written by this process
         self.resume_pending = False
         self.pending_model: tuple[dict[str, torch.Tensor], CheckpointMeta] | None = None
 
@@ -336,6 +343,8 @@ class Trainer:
                 "step_in_epoch": self.step_in_epoch,
                 "best": self.best,
                 "bad_epochs": self.bad_epochs,
+                "loss_sums": self.loss_sums,
+                "loss_count": self.loss_count,
             },
         }
         write_resume(self.out / RESUME_FILE, state)
@@ -354,6 +363,11 @@ class Trainer:
         self.epoch, self.step = engine["epoch"], engine["step"]
         self.step_in_epoch, self.best = engine["step_in_epoch"], engine["best"]
         self.bad_epochs = engine["bad_epochs"]
+        # A resume state written before the sums were kept has neither: the epoch's mean
+        # then covers the steps after the resume only.
+        sums = engine.get("loss_sums", {})
+        self.loss_sums = {k: v.to(self.run.device) for k, v in sums.items()}
+        self.loss_count = engine.get("loss_count", 0)
         if self.dist.main:
             self._reload_history()
 
@@ -362,14 +376,16 @@ class Trainer:
         path = self.out / "metrics.jsonl"
         if not path.exists():
             return
+        lines = path.read_text().splitlines()
         kept = []
-        for line in path.read_text().splitlines():
+        for line in lines:
             record = json.loads(line)
             if record["step"] <= self.step:
                 kept.append(line)
-                if record["type"] == "epoch":
-                    self.history.append(record)
-        path.write_text("".join(line + "\n" for line in kept))
+                history = self.history if record["type"] == "epoch" else self.step_history
+                history.append(record)
+        if len(kept) < len(lines):
+            path.write_text("".join(line + "\n" for line in kept))
 
     def _log(self, record: dict[str, Any]) -> None:
         with open(self.out / "metrics.jsonl", "a", encoding="utf-8") as handle:
@@ -383,50 +399,71 @@ class Trainer:
             self._restore()
         elif self.dist.main and (self.out / "metrics.jsonl").exists():
             (self.out / "metrics.jsonl").unlink()
+        if self.epoch >= self.config.epochs:  # resumed with no epoch left: write nothing
+            return self._result("finished")
         self.dist.prepare(self.model)
         train_loader, val_loader = self._loaders()
         preview = self._preview_batch()
-        stopped = "finished"
         from gentool.progress import TrainProgress
 
         show = self.run.progress and self.dist.main
         try:
             with _StopFlag() as stop, TrainProgress(show) as bar:
                 bar.start(self.spec.name, self.config.epochs, len(train_loader), self.epoch)
-                while self.epoch < self.config.epochs:
-                    stopped = self._run_epoch(train_loader, stop, bar)
-                    if stopped != "epoch":
-                        break
-                    stopped = self._end_epoch(val_loader, preview, bar)
-                    if stopped != "epoch":
-                        break
-                else:
-                    stopped = "finished"
+                stopped = self._train(train_loader, val_loader, preview, stop, bar)
+        except TrainingDiverged:
+            # The epochs logged so far are sound, so their plot is drawn; no grid, since the
+            # weights in memory took the non-finite step (the last good ones are on disk).
+            if self.dist.main:
+                self._flush_model()
+                self._write_end_files(None)
+            raise
         finally:
             # Whatever ended the run (a non-finite loss included), the best weights seen so
             # far reach the disk; the resume state is written only from a sound state below.
             if self.dist.main:
                 self._flush_model()
         if self.dist.main:
+            # Checkpoints first: a second Ctrl-C may cut the grid and plot short, never these.
             if stopped in ("interrupted", "max-steps"):
                 self._save_resume()
                 if not self.model.has_validation or self.best is None:
                     self._save_model(self._last_metrics())
             elif self.resume_pending:
                 self._save_resume()
-            ended = stopped in ("finished", "early-stopped")
-            if (
-                ended
-                and preview is not None
-                and self._preview_auto()
-                and self.preview_epoch != self.epoch
-            ):
-                self._write_preview(preview)
-            self._plot(force=True)
+            self._write_end_files(preview)
         self.dist.barrier()
+        return self._result(stopped)
+
+    def _result(self, stopped: str) -> FitResult:
         return FitResult(
             self.epoch, self.step, stopped, self.best, self.out / MODEL_FILE, self.history
         )
+
+    def _train(
+        self, train_loader: DataLoader, val_loader: DataLoader | None, preview: Any, stop, bar
+    ) -> str:
+        """Epochs until the last, or until something stops the run; returns why it ended."""
+        while self.epoch < self.config.epochs:
+            stopped = self._run_epoch(train_loader, stop, bar)
+            if stopped != "epoch":
+                return stopped
+            stopped = self._end_epoch(val_loader, preview, bar)
+            if stopped != "epoch":
+                return stopped
+            if self._at_max_steps() and self.epoch < self.config.epochs:
+                return "max-steps"
+        return "finished"
+
+    def _write_end_files(self, preview: Any) -> None:
+        """The last grid (auto previews only) and the loss plot, however the run ended."""
+        try:
+            if preview is not None and self._preview_auto() and self.preview_step != self.step:
+                self._write_preview(preview)
+            self._plot(force=True)
+        except KeyboardInterrupt:
+            # A second Ctrl-C asks to quit now: the checkpoints are on disk, these can go.
+            pass
 
     def _run_epoch(self, loader: DataLoader, stop: _StopFlag, bar: Any) -> str:
         self.source.set_epoch(self.epoch)
@@ -434,9 +471,9 @@ class Trainer:
         if self.dist.active:  # each rank draws its own noise, reproducibly per epoch
             torch.manual_seed(self.config.seed + 1_000_003 * self.dist.rank + self.epoch)
         self.model.train()
-        sums: dict[str, torch.Tensor] = {}
-        count, started, window_start = 0, time.perf_counter(), self.step
-        for batch in loader:
+        sums = self.loss_sums  # restored part-way through an epoch, else empty
+        started, window_start = time.perf_counter(), self.step
+        for count, batch in enumerate(loader, start=1):
             with precision_context(self.run.precision, self.run.device):
                 losses = self.model.train_step(to_device(batch, self.run.device))
             for key, value in losses.items():
@@ -444,24 +481,39 @@ class Trainer:
                 sums[key] = sums[key] + value if key in sums else value.clone()
             self.step += 1
             self.step_in_epoch += 1
-            count += 1
-            # Ranks agree at log points only, so they all log (and stop) at the same steps.
-            at_log = count % self.run.log_every == 0 or count == len(loader)
-            at_log = at_log or self._at_max_steps() or (stop.requested and not self.dist.active)
+            self.loss_count += 1
+            last = count == len(loader)
+            at_max = self._at_max_steps()
+            # Log points count from the epoch's start, so a resumed epoch logs where an
+            # uninterrupted one does. Ranks agree at log points only, so they all log (and
+            # stop) at the same steps.
+            at_log = self.step_in_epoch % self.run.log_every == 0 or last or at_max
+            at_log = at_log or (stop.requested and not self.dist.active)
             stopping = stop.requested and not self.dist.active
             if at_log:
-                means = self._check_finite(sums, count)
+                means = self._check_finite(sums, self.loss_count)
                 rate = (self.step - window_start) / max(time.perf_counter() - started, 1e-9)
                 bar.update_step(self.step_in_epoch, means, rate)
                 if self.dist.main:
-                    self._log({"type": "step", "epoch": self.epoch, "step": self.step, **means})
+                    record = {"type": "step", "epoch": self.epoch + 1, "step": self.step, **means}
+                    self._log(record)
+                    self.step_history.append(record)
                 stopping = self.dist.any(stop.requested)
             if stopping:
-                return "interrupted"
-            if self._at_max_steps():
-                return "max-steps"
-        self.epoch_means = self._check_finite(sums, count) if count else {}
+                return self._pause("interrupted")
+            if at_max and not last:  # at an epoch's last step, the epoch ends first
+                return self._pause("max-steps")
+        self.epoch_means = self._check_finite(sums, self.loss_count) if self.loss_count else {}
         return "epoch"
+
+    def _pause(self, stopped: str) -> str:
+        """Stop part-way through an epoch. Rank 0 alone saves the loss sums, so under torchrun
+        it saves the ranks' mean, which every rank starts from when the run resumes."""
+        if self.dist.active and self.loss_sums:
+            means = self.dist.mean({k: float(v) for k, v in self.loss_sums.items()})
+            device = self.run.device
+            self.loss_sums = {k: torch.tensor(v, device=device) for k, v in means.items()}
+        return stopped
 
     def _at_max_steps(self) -> bool:
         return self.run.max_steps is not None and self.step >= self.run.max_steps
@@ -479,6 +531,7 @@ class Trainer:
         self.model.end_epoch(self.epoch)
         self.epoch += 1
         self.step_in_epoch = 0
+        self.loss_sums, self.loss_count = {}, 0
         record: dict[str, Any] = {"type": "epoch", "epoch": self.epoch, "step": self.step}
         record.update(self.epoch_means)
         for name, optimizer in self.model.optimizers.items():
@@ -559,18 +612,22 @@ class Trainer:
         images, nrow = result
         folder = self.out / "samples"
         folder.mkdir(exist_ok=True)
-        save_image(
-            images.float().clamp(0, 1).cpu(), folder / f"epoch_{self.epoch:04d}.png", nrow=nrow
-        )
-        self.last_preview, self.preview_epoch = time.perf_counter(), self.epoch
+        name = f"epoch_{self.epoch:04d}"
+        if self.step_in_epoch:  # a run stopped part-way: the unfinished epoch and the step
+            name = f"epoch_{self.epoch + 1:04d}_step_{self.step:06d}"
+        save_image(images.float().clamp(0, 1).cpu(), folder / f"{name}.png", nrow=nrow)
+        self.last_preview, self.preview_step = time.perf_counter(), self.step
 
     def _plot(self, force: bool = False) -> None:
         # Plotting costs ~0.3 s; for fast epochs draw at most every 30 s, and at the end.
-        if not self.history or (not force and time.perf_counter() - self.last_plot < 30):
+        if not force and time.perf_counter() - self.last_plot < 30:
             return
         from gentool.plots import plot_losses
 
-        plot_losses(self.history, self.out / "losses.png", title=self.spec.name)
+        # Per epoch; a run stopped before its first epoch ended shows its step records.
+        records, by = (self.history, "epoch") if self.history else (self.step_history, "step")
+        if records:
+            plot_losses(records, self.out / "losses.png", title=self.spec.name, by=by)
         self.last_plot = time.perf_counter()
 
 

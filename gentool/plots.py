@@ -9,8 +9,14 @@ from typing import Any
 __all__ = ["plot_losses"]
 
 
-def plot_losses(history: list[dict[str, Any]], path: Path, title: str = "") -> None:
-    """One small panel per logged loss, per epoch; validation beside the training loss."""
+def plot_losses(
+    history: list[dict[str, Any]], path: Path, title: str = "", by: str = "epoch"
+) -> None:
+    """One small panel per logged loss, per epoch; validation beside the training loss.
+
+    ``history`` holds records of ``metrics.jsonl``: the epoch records, or with ``by="step"``
+    the step records (a run stopped before its first epoch ended has only those).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -24,21 +30,21 @@ def plot_losses(history: list[dict[str, Any]], path: Path, title: str = "") -> N
     cols = min(4, len(keys))
     rows = math.ceil(len(keys) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.4 * rows), squeeze=False)
-    epochs = [r["epoch"] for r in history]
+    xs = [r[by] for r in history]
 
     marker = "o" if len(history) < 30 else None  # one epoch is still a visible point
     for ax, key in zip(axes.flat, keys, strict=False):
-        ax.plot(epochs, [r.get(key, math.nan) for r in history], marker=marker, ms=3, label="train")
+        ax.plot(xs, [r.get(key, math.nan) for r in history], marker=marker, ms=3, label="train")
         if key == "loss" and any("val_loss" in r for r in history):
             values = [r.get("val_loss", math.nan) for r in history]
-            ax.plot(epochs, values, marker=marker, ms=3, label="validation")
+            ax.plot(xs, values, marker=marker, ms=3, label="validation")
             ax.legend(fontsize=7)
-        if len(epochs) <= 10:
-            ax.set_xticks(epochs)
+        if len(xs) <= 10:
+            ax.set_xticks(xs)
         else:
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(key, fontsize=9)
-        ax.set_xlabel("epoch", fontsize=8)
+        ax.set_xlabel(by, fontsize=8)
         ax.tick_params(labelsize=7)
     for ax in list(axes.flat)[len(keys) :]:
         ax.axis("off")

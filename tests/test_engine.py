@@ -94,15 +94,33 @@ def _train(
     return fit(SPEC, model, Digits(), run), model
 
 
-def _records(out):
-    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+def _records(out, kind=None):
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    return [r for r in records if kind is None or r["type"] == kind]
+
+
+def _assert_same_run(whole, resumed, whole_dir, resumed_dir):
+    """Bit-identical weights and the same epoch records (losses, learning rates, validation)."""
+    for key, value in whole.networks.state_dict().items():
+        assert torch.equal(resumed.networks.state_dict()[key], value), key
+    assert _records(resumed_dir, "epoch") == _records(whole_dir, "epoch")
+    # Every step record of the uninterrupted run is there too (the stop adds one of its own).
+    resumed_steps = _records(resumed_dir, "step")
+    assert all(r in resumed_steps for r in _records(whole_dir, "step"))
 
 
 def test_training_writes_a_complete_run(tmp_path):
     result, _ = _train(tmp_path, epochs=3)
     assert result.stopped == "finished" and result.epochs == 3
-    epochs = [r for r in _records(tmp_path) if r["type"] == "epoch"]
+    epochs = _records(tmp_path, "epoch")
     assert [r["epoch"] for r in epochs] == [1, 2, 3]
+    # Step records count epochs from 1 too: a step record belongs to the epoch record after it.
+    steps = _records(tmp_path, "step")
+    assert [r["step"] for r in steps] == [3, 6, 7, 10, 13, 14, 17, 20, 21]  # log_every 3
+    assert [r["epoch"] for r in steps] == [1, 1, 1, 2, 2, 2, 3, 3, 3]
+    for record in epochs:
+        (last,) = [r for r in steps if r["step"] == record["step"]]
+        assert last["epoch"] == record["epoch"] and last["loss"] == record["loss"]
     assert epochs[-1]["val_loss"] < epochs[0]["val_loss"]  # it learns on real data
     for name in ("model.safetensors", "resume.safetensors", "losses.png"):
         assert (tmp_path / name).is_file()
@@ -118,20 +136,16 @@ def test_resume_equals_uninterrupted(tmp_path):
     _, whole = _train(tmp_path / "whole", epochs=4)
     _train(tmp_path / "split", epochs=2)
     _, resumed = _train(tmp_path / "split", epochs=4, resume=True)
-    for key, value in whole.networks.state_dict().items():
-        assert torch.equal(resumed.networks.state_dict()[key], value), key
-    a = [r for r in _records(tmp_path / "whole") if r["type"] == "epoch"]
-    b = [r for r in _records(tmp_path / "split") if r["type"] == "epoch"]
-    assert a == b
+    _assert_same_run(whole, resumed, tmp_path / "whole", tmp_path / "split")
 
 
-def test_resume_mid_epoch_equals_uninterrupted(tmp_path):
+@pytest.mark.parametrize("max_steps", [5, 1, 6])
+def test_resume_mid_epoch_equals_uninterrupted(tmp_path, max_steps):
     _, whole = _train(tmp_path / "whole", epochs=2)
-    result, _ = _train(tmp_path / "split", epochs=2, max_steps=5)  # 7 steps per epoch
-    assert result.stopped == "max-steps"
+    result, _ = _train(tmp_path / "split", epochs=2, max_steps=max_steps)  # 7 steps per epoch
+    assert result.stopped == "max-steps" and result.epochs == 0
     _, resumed = _train(tmp_path / "split", epochs=2, resume=True)
-    for key, value in whole.networks.state_dict().items():
-        assert torch.equal(resumed.networks.state_dict()[key], value), key
+    _assert_same_run(whole, resumed, tmp_path / "whole", tmp_path / "split")
 
 
 def test_ctrl_c_saves_and_resumes(tmp_path):
@@ -143,8 +157,18 @@ def test_ctrl_c_saves_and_resumes(tmp_path):
     assert (tmp_path / "run" / "resume.safetensors").is_file()
     _, resumed = _train(tmp_path / "run", epochs=3, resume=True)
     _, whole = _train(tmp_path / "whole", epochs=3)
-    for key, value in whole.networks.state_dict().items():
-        assert torch.equal(resumed.networks.state_dict()[key], value), key
+    _assert_same_run(whole, resumed, tmp_path / "whole", tmp_path / "run")
+
+
+def test_ctrl_c_at_an_epochs_last_step_resumes_exactly(tmp_path):
+    class Interrupted(GaussianModel):
+        interrupt_at = 7  # the last step of epoch 1: its end comes after the resume
+
+    result, _ = _train(tmp_path / "run", epochs=2, model_class=Interrupted)
+    assert (result.stopped, result.epochs, result.steps) == ("interrupted", 0, 7)
+    _, resumed = _train(tmp_path / "run", epochs=2, resume=True)
+    _, whole = _train(tmp_path / "whole", epochs=2)
+    _assert_same_run(whole, resumed, tmp_path / "whole", tmp_path / "run")
 
 
 def test_nan_stops_and_keeps_last_good_checkpoint(tmp_path):
@@ -156,6 +180,53 @@ def test_nan_stops_and_keeps_last_good_checkpoint(tmp_path):
     meta, tensors = read_checkpoint(tmp_path / "model.safetensors", "gauss")
     assert meta.epoch == 1
     assert all(torch.isfinite(t).all() for t in tensors.values())
+    # The plot of the sound epochs is drawn; no grid from the diverged weights.
+    assert (tmp_path / "losses.png").is_file()
+    assert [p.name for p in (tmp_path / "samples").iterdir()] == ["epoch_0001.png"]
+
+
+@pytest.mark.parametrize("stop", ["max-steps", "interrupted"])
+def test_a_run_stopped_mid_epoch_ends_with_a_grid_and_a_plot(tmp_path, stop):
+    class Interrupted(GaussianModel):
+        interrupt_at = 5
+
+    if stop == "max-steps":
+        result, _ = _train(tmp_path, epochs=2, max_steps=5)
+    else:
+        result, _ = _train(tmp_path, epochs=2, model_class=Interrupted)
+    assert (result.stopped, result.epochs, result.steps) == (stop, 0, 5)
+    # No epoch has ended: the plot shows the step records, the grid is named by the step.
+    assert (tmp_path / "losses.png").is_file()
+    assert [p.name for p in (tmp_path / "samples").iterdir()] == ["epoch_0001_step_000005.png"]
+    # The resumed run writes its own grids and plot.
+    _train(tmp_path, epochs=2, resume=True)
+    grids = sorted(p.name for p in (tmp_path / "samples").iterdir())
+    assert grids == ["epoch_0001.png", "epoch_0001_step_000005.png", "epoch_0002.png"]
+
+
+def test_a_run_stopped_at_an_epoch_end_ends_with_that_epochs_grid(tmp_path):
+    result, _ = _train(tmp_path, epochs=3, max_steps=14, sample_every=-1)
+    assert (result.stopped, result.epochs) == ("max-steps", 2)
+    grids = sorted(p.name for p in (tmp_path / "samples").iterdir())
+    assert grids == ["epoch_0001.png", "epoch_0002.png"]
+
+
+def test_max_steps_at_an_epochs_last_step_finishes_that_epoch(tmp_path):
+    result, _ = _train(tmp_path / "two", epochs=4, max_steps=14)  # 7 steps per epoch
+    assert (result.stopped, result.epochs, result.steps) == ("max-steps", 2, 14)
+    assert [r["epoch"] for r in _records(tmp_path / "two", "epoch")] == [1, 2]
+    assert load_resume(tmp_path / "two" / "resume.safetensors")["engine"]["step_in_epoch"] == 0
+    result, _ = _train(tmp_path / "all", epochs=2, max_steps=14)
+    assert (result.stopped, result.epochs, result.steps) == ("finished", 2, 14)
+
+
+def test_resuming_a_run_that_has_its_epochs_trains_nothing(tmp_path):
+    _train(tmp_path, epochs=3)
+    before = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file()}
+    result, _ = _train(tmp_path, epochs=2, resume=True)
+    assert (result.stopped, result.epochs, result.steps) == ("finished", 3, 21)
+    assert len(result.history) == 3
+    assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file()} == before
 
 
 def test_early_stopping_keeps_the_best(tmp_path):
@@ -205,8 +276,11 @@ def test_deferred_writes_keep_the_best_and_resume_exactly(tmp_path, rare_writes)
     _, whole = _train(tmp_path / "whole", epochs=4)
     _train(tmp_path / "split", epochs=2)
     _, resumed = _train(tmp_path / "split", epochs=4, resume=True)
-    for key, value in whole.networks.state_dict().items():
-        assert torch.equal(resumed.networks.state_dict()[key], value), key
+    _assert_same_run(whole, resumed, tmp_path / "whole", tmp_path / "split")
+    # ... also from the middle of an epoch.
+    _train(tmp_path / "mid", epochs=4, max_steps=10)
+    _, resumed = _train(tmp_path / "mid", epochs=4, resume=True)
+    _assert_same_run(whole, resumed, tmp_path / "whole", tmp_path / "mid")
 
 
 def test_deferred_best_weights_survive_a_nan(tmp_path, rare_writes):
