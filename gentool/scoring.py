@@ -96,8 +96,9 @@ def score_source(
         all_labels = torch.cat(labels)
         anomaly = source.anomaly_labels(all_labels) if source is not None else None
         names = getattr(source.info, "class_names", ()) if source is not None else ()
-        for row, label in zip(rows, all_labels.tolist(), strict=True):
-            row["label"] = names[label] if 0 <= label < len(names) else ""
+        if bool((all_labels >= 0).any()):
+            for row, label in zip(rows, all_labels.tolist(), strict=True):
+                row["label"] = _class_label(label, names)
         if anomaly is not None:
             summary["normal_class"] = source.info.normal_class
             key = "nll" if "nll" in per_item else next(iter(per_item))
@@ -106,6 +107,20 @@ def score_source(
             for row, flag in zip(rows, anomaly.tolist(), strict=True):
                 row["anomaly"] = int(flag)
     return ScoreResult(summary, rows)
+
+
+def _class_label(label: int, class_names: tuple[str, ...] | list[str]) -> str:
+    """The CSV's ``label``: the class name as the folder or data set names it.
+
+    A folder ``0/`` is the class ``"0"`` and ``good/`` the class ``"good"``; "" when the item
+    has no class (label -1). Only a source that names no classes at all gives its class
+    number, as text, since that is the one name it has.
+    """
+    if label < 0:
+        return ""
+    if not class_names:
+        return str(label)
+    return class_names[label] if label < len(class_names) else ""
 
 
 def _rows(

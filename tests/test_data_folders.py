@@ -11,6 +11,7 @@ from PIL import Image
 
 from gentool.data.base import DataOptions
 from gentool.data.folders import load_folder, scan_folder
+from gentool.data.images import read_header
 from gentool.errors import UserError
 from gentool.family import DataKind
 
@@ -127,3 +128,49 @@ def test_helpful_errors_for_wrong_folders(tmp_path):
     write_image(tmp_path / "mvtec" / "cable" / "train" / "good" / "1.png")
     with pytest.raises(UserError, match="several data sets"):
         scan_folder(tmp_path / "mvtec")
+
+
+def test_levels_come_from_the_deepest_image_not_the_first(tmp_path):
+    pixels = np.arange(64).reshape(8, 8)
+    (tmp_path / "deep").mkdir()
+    Image.fromarray(pixels % 2 == 1).convert("1").save(tmp_path / "deep" / "a_1bit.png")
+    Image.fromarray((pixels * 4).astype(np.uint8)).save(tmp_path / "deep" / "b_8bit.png")
+    Image.fromarray((pixels * 1000).astype(np.uint16)).save(tmp_path / "deep" / "c_16bit.tif")
+    Image.fromarray((pixels * 3).astype(np.uint8)).save(tmp_path / "deep" / "d_8bit.png")
+    Image.fromarray((pixels * 5).astype(np.uint8)).save(tmp_path / "deep" / "e_8bit.png")
+    source = load_folder(tmp_path / "deep", DataOptions())
+    assert source.info.levels == 65536
+    assert read_header(source.split("train").paths[0]).levels == 2  # not the first image's
+    # Each depth's pixels lie exactly on the 16-bit grid that dequantisation rounds to.
+    for split in ("train", "test"):
+        for image, _ in source.split(split):
+            k = image.double() * (source.info.levels - 1)
+            assert torch.allclose(k, k.round(), atol=1e-3)
+    Image.fromarray((pixels / 63).astype(np.float32)).save(tmp_path / "deep" / "f_float.tif")
+    assert load_folder(tmp_path / "deep", DataOptions()).info.levels == 2**24
+    for name in ("c_16bit.tif", "f_float.tif"):
+        (tmp_path / "deep" / name).unlink()
+    assert load_folder(tmp_path / "deep", DataOptions()).info.levels == 256
+    (tmp_path / "bits").mkdir()
+    for i in range(3):
+        Image.fromarray(pixels % (i + 2) == 0).convert("1").save(tmp_path / "bits" / f"{i}.png")
+    assert load_folder(tmp_path / "bits", DataOptions()).info.levels == 2
+
+
+def test_scoring_folder_levels_come_from_every_image(tmp_path):
+    from gentool.data.folders import load_all_images
+
+    pixels = np.arange(16).reshape(4, 4)
+    Image.fromarray(pixels % 2 == 1).convert("1").save(tmp_path / "a.png")
+    Image.fromarray((pixels * 16).astype(np.uint8)).save(tmp_path / "b.png")
+    assert load_all_images(tmp_path, DataOptions()).info.levels == 256
+
+
+def test_normal_class_and_split_never_change_a_folders_levels(tmp_path):
+    for i in range(5):
+        write_image(tmp_path / "a" / f"{i}.png", value=i)
+    (tmp_path / "b").mkdir()
+    for i in range(5):
+        Image.fromarray(np.full((10, 12), 300 * i, np.uint16)).save(tmp_path / "b" / f"{i}.tif")
+    assert load_folder(tmp_path, DataOptions()).info.levels == 65536
+    assert load_folder(tmp_path, DataOptions(normal_class="a")).info.levels == 65536

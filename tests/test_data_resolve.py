@@ -233,3 +233,43 @@ def test_resolve_images_for_scoring(tmp_path):
     assert source.anomaly_labels(labels).tolist() == [1, 1, 1, 0, 0]  # crack, crack, ..., good
     flat, flat_source = resolve_images(test / "good", DataOptions(normal_class="3"))
     assert flat.labels.tolist() == [-1, -1] and flat_source.anomaly_labels(flat.labels) is None
+
+
+def test_a_folder_shadowing_a_dataset_name_is_used_with_a_note(datasets, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "digits").mkdir()
+    for i in range(5):
+        (tmp_path / "digits" / f"{i}.png").write_bytes(png_bytes(i))
+    note = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", note)
+    source = resolve_data("digits", DataKind.IMAGES, DataOptions(), datasets)
+    assert source.info.source == "digits" and source.info.shape == (3, 8, 8)  # the folder
+    assert "note: using the folder ./digits, not the dataset 'digits'" in note.getvalue()
+
+
+def test_an_empty_folder_shadowing_a_dataset_name_says_so(datasets, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "digits" / "sub").mkdir(parents=True)
+    (tmp_path / "digits" / "notes.txt").write_text("not an image")
+    with pytest.raises(UserError) as err:
+        resolve_data("digits", DataKind.IMAGES, DataOptions(), datasets)
+    message = str(err.value)
+    assert "'digits' is a folder here with no images, and also the name of a dataset" in message
+    assert "run from another folder or remove or rename ./digits" in message
+    assert "\n" not in message
+    (tmp_path / "toy-shapes").mkdir()
+    with pytest.raises(UserError, match="'toy-shapes' is a folder here with no images"):
+        resolve_data("toy-shapes", DataKind.UNPAIRED, DataOptions(), datasets)
+    # A folder with images that fails for another reason keeps the loader's own error.
+    (tmp_path / "digits" / "sub" / "bad.png").write_bytes(b"not a png")
+    with pytest.raises(UserError, match="cannot read image"):
+        resolve_data("digits", DataKind.IMAGES, DataOptions(), datasets)
+
+
+def test_a_file_never_shadows_a_dataset_name(datasets, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "digits").write_text("a file")
+    assert resolve_data("digits", DataKind.IMAGES, DataOptions(), datasets).info.levels == 17
+    (tmp_path / "pics").write_text("a file")
+    with pytest.raises(UserError, match="--data pics: a file"):
+        resolve_data("pics", DataKind.IMAGES, DataOptions(), datasets)

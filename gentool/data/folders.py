@@ -35,7 +35,7 @@ from gentool.data.sources import (
 from gentool.errors import UserError
 from gentool.family import DataKind
 
-__all__ = ["FolderScan", "load_all_images", "load_folder", "scan_folder"]
+__all__ = ["FolderScan", "folder_levels", "load_all_images", "load_folder", "scan_folder"]
 
 SPLIT_NAMES = ("train", "test", "val")
 _TRANSLATION_DIRS = ("trainA", "trainB", "testA", "testB")
@@ -117,14 +117,25 @@ def _label_splits(
     }
 
 
-def load_folder(
-    path: Path, options: DataOptions, *, source: str | None = None, check_files: bool = True
-) -> SplitSource:
+def folder_levels(files: list[Path]) -> int:
+    """The quantisation levels of a set of image files: those of the deepest one.
+
+    Reads every header, so a bad file is named now. The maximum loses nothing: pixels load
+    as ``value / (2**bits - 1)``, and ``2**a - 1`` divides ``2**b - 1`` when ``a`` divides
+    ``b``, so 1-bit and 8-bit values lie exactly on the 16-bit grid (8-bit ``v`` is
+    ``257 v``) and on float's 2**24 levels. Beside a float image (2**24: float32's own
+    resolution, in effect continuous) 16-bit values are kept to within float32 rounding.
+    """
+    return max((read_header(file).levels for file in files), default=256)
+
+
+def load_folder(path: Path, options: DataOptions, *, source: str | None = None) -> SplitSource:
     """An ``images`` data source from a folder in any layout :func:`scan_folder` knows.
 
     Items are ``(image, label)``; the image size defaults to the first training image's
     size (others are resized to it) and the channels to its own (1 for grey, else 3).
-    ``check_files`` opens every file's header now, so a bad file is named before training.
+    Every file's header is read now, so a bad file is named before training, and the
+    quantisation levels are those of the deepest image (:func:`folder_levels`).
     """
     root = Path(path).expanduser()
     scan = scan_folder(root)
@@ -151,10 +162,9 @@ def load_folder(
         if not splits["train"]:
             raise UserError(f"{name}: no training images of class {scan.class_names[normal]!r}")
 
-    if check_files:
-        for files in splits.values():
-            for file, _ in files:
-                read_header(file)
+    # Every file of the folder, filtered-out classes included, so that --normal-class never
+    # changes the levels of the same folder.
+    levels = folder_levels([file for files in scan.splits.values() for file, _ in files])
     first = read_header(splits["train"][0][0])
     channels = checked_channels(options, first.channels)
     if options.image_size is not None:
@@ -178,7 +188,7 @@ def load_folder(
         channels=channels,
         height=size[0],
         width=size[1],
-        levels=first.levels,
+        levels=levels,
         source=name,
         normal_class=scan.class_names[normal] if normal is not None else None,
         class_names=scan.class_names,
@@ -201,8 +211,7 @@ def load_all_images(path: Path, options: DataOptions) -> SplitSource:
     root = Path(path).expanduser()
     scan = scan_folder(root)
     files = [item for split in scan.splits.values() for item in split]
-    for file, _ in files:
-        read_header(file)
+    levels = folder_levels([file for file, _ in files])
     first = read_header(files[0][0])
     channels = checked_channels(options, first.channels)
     side = checked_size(options, first.height)
@@ -213,7 +222,7 @@ def load_all_images(path: Path, options: DataOptions) -> SplitSource:
         channels=channels,
         height=size[0],
         width=size[1],
-        levels=first.levels,
+        levels=levels,
         source=str(root),
         normal_class=normal,
         class_names=scan.class_names,

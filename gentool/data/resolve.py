@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -26,15 +27,22 @@ def resolve_data(
 
     An existing folder is read by the loader for ``kind`` (layouts detected, see
     :mod:`gentool.data.folders` and :mod:`gentool.data.translation`); otherwise ``text``
-    must name a registered dataset of that kind. A paired name given to an unpaired
-    family resolves to its ``<name>-unpaired`` twin when one is registered (the CycleGAN
-    version of ``facades``, ``maps``, ``cityscapes``).
+    must name a registered dataset of that kind. A folder wins over a dataset of the same
+    name, as a local folder does in Hugging Face's ``load_dataset``: ``--data mydir`` must
+    never turn into a download because a plugin registered ``mydir``. The shadowing is
+    never silent: a note on stderr when the folder is used, and an error naming both
+    readings when the folder holds no images. A file is never data, so a file named like a
+    dataset does not shadow it. A paired name given to an unpaired family resolves to its
+    ``<name>-unpaired`` twin when one is registered (the CycleGAN version of ``facades``,
+    ``maps``, ``cityscapes``).
     """
     path = Path(text).expanduser()
-    if path.exists():
-        if not path.is_dir():
-            raise UserError(f"--data {text}: a file; give a folder of images or a dataset name")
+    if path.is_dir():
+        if text in datasets:
+            return _load_shadowing_folder(path, text, kind, options)
         return load_path(path, kind, options)
+    if path.exists() and text not in datasets:
+        raise UserError(f"--data {text}: a file; give a folder of images or a dataset name")
     entry = datasets.get(text)
     if entry is None:
         named = ", ".join(sorted(datasets)) or "none registered"
@@ -60,6 +68,34 @@ def resolve_data(
             f"{source.info.kind.value} data, but this family needs {kind.value} data"
         )
     return source
+
+
+def _load_shadowing_folder(
+    path: Path, text: str, kind: DataKind, options: DataOptions
+) -> DataSource:
+    """The folder ``text``, which a dataset also names: loaded with a note, or explained."""
+    here = os.path.join(os.curdir, text)
+    try:
+        source = load_path(path, kind, options)
+    except UserError as err:
+        if _has_images(path):
+            raise
+        raise UserError(
+            f"{text!r} is a folder here with no images, and also the name of a dataset; "
+            f"to use the dataset, run from another folder or remove or rename {here}"
+        ) from err
+    print(
+        f"note: using the folder {here}, not the dataset {text!r}; to use the dataset, "
+        f"run from another folder or rename {here}",
+        file=sys.stderr,
+    )
+    return source
+
+
+def _has_images(folder: Path) -> bool:
+    from gentool.data.images import is_image_file
+
+    return any(is_image_file(p) and p.is_file() for p in folder.rglob("*"))
 
 
 def load_path(path: Path, kind: DataKind, options: DataOptions) -> DataSource:
