@@ -1,4 +1,4 @@
-"""Shared test set-up: a private cache folder and one CPU thread (fast and repeatable)."""
+"""Shared test set-up: a private cache folder, one CPU thread, GPU tests only with a GPU."""
 
 import pytest
 import torch
@@ -15,3 +15,13 @@ def _private_home(tmp_path_factory, monkeypatch):
 @pytest.fixture(autouse=True, scope="session")
 def _one_thread():
     torch.set_num_threads(1)
+
+
+def pytest_collection_modifyitems(config, items):
+    # `-m cuda` on a machine without a GPU skips the GPU tests instead of failing them.
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs CUDA")
+    for item in items:
+        if item.get_closest_marker("cuda") is not None:
+            item.add_marker(skip)
