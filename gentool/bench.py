@@ -173,7 +173,8 @@ def print_report(report: dict[str, Any], as_json: bool) -> None:
     console.print(
         f"[bold]{report['family']}[/bold] ({report.get('model', 'fresh')}) on "
         f"{report['device']} ({report['device_name']}), {report['dtype']}, "
-        f"{report['threads']} threads, torch {report['torch']}, "
+        f"{report['threads']} thread{'' if report['threads'] == 1 else 's'}, "
+        f"torch {report['torch']}, "
         f"data {'x'.join(map(str, report['data_shape']))}, "
         f"{report['parameters']:,} parameters, training batch {report['train_batch']}, "
         f"sampling batch {report['sample_batch']}"
