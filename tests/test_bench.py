@@ -63,7 +63,7 @@ def test_bench_table_names_the_setup(capsys, monkeypatch):
     monkeypatch.setenv("COLUMNS", "200")
     code, out, err = _bench(capsys, "maf --batch-size 8 --sample-batch 2 --repeats 1 --device cpu")
     assert code == 0, err
-    for text in ("maf (fresh) on cpu", "float32", "threads", "training batch 8", "train_step"):
+    for text in ("maf (fresh) on cpu", "float32", "1 thread,", "training batch 8", "train_step"):
         assert text in out
     assert "the report's ratio" in out
 
