@@ -16,6 +16,7 @@ so an interrupted write never leaves a broken checkpoint behind.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -107,6 +108,9 @@ def atomic_write(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        # mkstemp makes the file private (0600); give it the mode any new file gets here, so
+        # checkpoints are as readable as the run's other files (a group's shared runs).
+        os.chmod(tmp, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
@@ -115,6 +119,12 @@ def atomic_write(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)  # reading the umask means setting it; put it straight back
+    os.umask(mask)
+    return mask
 
 
 def _digest(tensors: dict[str, torch.Tensor]) -> str:
@@ -169,22 +179,27 @@ def read_checkpoint(
     """Metadata and weights of a model checkpoint, checked for format, family and integrity."""
     path = Path(path)
     raw = _read_metadata(path)
+    if raw.get("gentool.kind") == "resume":
+        raise UserError(
+            f"{path} is a run's resume state, not a model; use the run folder or its {MODEL_FILE}"
+        )
     if "gentool.format" not in raw or "gentool.family" not in raw:
         raise UserError(f"{path} is a safetensors file but not a gentool checkpoint")
-    try:
-        meta = CheckpointMeta.from_strings(raw)
-    except (KeyError, ValueError) as err:
-        raise UserError(f"{path}: damaged gentool metadata ({err})") from None
+    meta = _parse_meta(path, raw)
     if meta.format > FORMAT_VERSION:
         raise UserError(
             f"{path} has checkpoint format {meta.format}, written by gentool "
             f"{meta.gentool_version}; this gentool reads format {FORMAT_VERSION}: upgrade gentool"
         )
     if family is not None and meta.family != family:
-        raise UserError(
-            f"{path} is a {meta.family!r} checkpoint, not {family!r}; "
-            f"use the {meta.family!r} family with it"
-        )
+        from gentool.registry import get_registry
+
+        if meta.family in get_registry().families:
+            hint = f"use the {meta.family!r} family with it"
+        else:
+            plugin = meta.plugin or "?"
+            hint = f"{meta.family!r} is not installed (plugin {plugin}; see `gentool plugins`)"
+        raise UserError(f"{path} is a {meta.family!r} checkpoint, not {family!r}; {hint}")
     try:
         tensors = load_bytes(path.read_bytes())
     except Exception as err:
@@ -195,6 +210,18 @@ def read_checkpoint(
     if expected is not None and _digest(tensors) != expected:
         raise UserError(f"{path}: the weights do not match their checksum (modified or damaged)")
     return meta, tensors
+
+
+def _parse_meta(path: Path, raw: dict[str, str]) -> CheckpointMeta:
+    """The metadata, with its JSON parts checked for shape (they are not under the checksum)."""
+    try:
+        meta = CheckpointMeta.from_strings(raw)
+        parts = (meta.config, meta.metrics, json.loads(meta.data))
+        if not all(isinstance(part, dict) for part in parts):
+            raise ValueError("the hyperparameters, metrics and data must be JSON objects")
+    except (KeyError, ValueError, TypeError, AttributeError) as err:
+        raise UserError(f"{path}: damaged gentool metadata ({type(err).__name__}: {err})") from None
+    return meta
 
 
 def load_model(
@@ -214,8 +241,15 @@ def load_model(
     name = family.name if not isinstance(family, str | None) else family
     meta, tensors = read_checkpoint(path, name)
     spec = family if not isinstance(family, str | None) else get_registry().family(meta.family)
-    config = config_from_json(spec.config, json.dumps(meta.config))
-    model = spec.load_model_class()(config, DataInfo.from_json(meta.data), torch.device(device))
+    try:
+        config = config_from_json(spec.config, json.dumps(meta.config))
+    except UserError as err:  # its message names a CLI flag the user did not type
+        raise UserError(f"{path}: damaged gentool metadata (the hyperparameters: {err})") from None
+    try:
+        info = DataInfo.from_json(meta.data)
+    except (KeyError, ValueError, TypeError) as err:
+        raise UserError(f"{path}: damaged gentool metadata (the data: {err})") from None
+    model = spec.load_model_class()(config, info, torch.device(device))
     misfit = describe_misfit(model.networks.state_dict(), tensors)
     if misfit:
         raise UserError(f"{path} does not fit the {spec.name!r} networks: {misfit}")
@@ -317,31 +351,61 @@ def save_resume(path: Path, state: dict[str, Any]) -> None:
     atomic_write(Path(path), save_bytes(tensors, metadata=metadata))
 
 
-def read_resume_header(path: Path) -> dict[str, Any]:
-    """The tensor-free parts of a resume state (``meta``, ``request``) without loading weights."""
-    path = Path(path)
+def _resume_metadata(path: Path) -> dict[str, str]:
     if not path.is_file():
         raise UserError(f"--resume: no resume state at {path}; start the run without --resume")
     raw = _read_metadata(path)
     if raw.get("gentool.kind") != "resume":
         raise UserError(f"{path} is not a gentool resume state")
-    structure = json.loads(raw["gentool.state"])
-    top = dict(structure["__dict__"])
-    return {k: decode_tree(top[k], {}) for k in ("meta", "request") if k in top}
+    version = raw.get("gentool.format", "")
+    if not version.isdigit() or int(version) > FORMAT_VERSION:
+        raise UserError(
+            f"{path} has resume format {version!r}; this gentool reads format {FORMAT_VERSION}: "
+            "upgrade gentool"
+        )
+    return raw
+
+
+def _damaged_resume(path: Path, err: Exception) -> UserError:
+    return UserError(f"{path}: damaged resume state ({type(err).__name__}: {err})")
+
+
+def read_resume_header(path: Path) -> dict[str, Any]:
+    """The tensor-free parts of a resume state (``meta``, ``request``) without loading weights."""
+    from gentool.data.base import DataOptions
+
+    path = Path(path)
+    raw = _resume_metadata(path)
+    try:
+        top = dict(json.loads(raw["gentool.state"])["__dict__"])
+        header = {k: decode_tree(top[k], {}) for k in ("meta", "request")}
+        meta, request = header["meta"], header["request"]
+        if not isinstance(meta, dict) or not isinstance(request, dict):
+            raise ValueError("meta and request must be objects")
+        if not all(isinstance(v, str) for v in meta.values()) or "gentool.family" not in meta:
+            raise ValueError("the metadata must be strings, with a family")
+        options = request["options"]
+        if not isinstance(request["data"], str) or not isinstance(options, dict):
+            raise ValueError("the data request must name the data and its options")
+        unknown = set(options) - {f.name for f in dataclasses.fields(DataOptions)}
+        if unknown:
+            raise ValueError(f"unknown data options {sorted(unknown)}")
+    except (KeyError, ValueError, TypeError, IndexError) as err:
+        raise _damaged_resume(path, err) from None
+    return header
 
 
 def load_resume(path: Path) -> dict[str, Any]:
     """Read what :func:`save_resume` wrote, checking that it is whole."""
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"--resume: no resume state at {path}; start the run without --resume")
-    raw = _read_metadata(path)
-    if raw.get("gentool.kind") != "resume":
-        raise UserError(f"{path} is not a gentool resume state")
+    raw = _resume_metadata(path)
     try:
         tensors = load_bytes(path.read_bytes())
     except Exception as err:
         raise UserError(f"{path}: cannot read the resume state (truncated?): {err}") from None
     if _digest(tensors) != raw.get("gentool.sha256"):
         raise UserError(f"{path}: the resume state does not match its checksum (damaged)")
-    return decode_tree(json.loads(raw["gentool.state"]), tensors)
+    try:
+        return decode_tree(json.loads(raw.get("gentool.state", "")), tensors)
+    except (KeyError, ValueError, TypeError) as err:
+        raise _damaged_resume(path, err) from None

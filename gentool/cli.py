@@ -259,7 +259,7 @@ def _train_command(spec: FamilySpec):
         opts["given"] = {k for k in _DATA_OPTIONS if k in kwargs and _given(ctx, k)}
         from gentool import commands
 
-        commands.train(spec, explicit, opts)
+        return commands.train(spec, explicit, opts)
 
     ctx_param = inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD)
     params = [ctx_param]
@@ -491,11 +491,16 @@ def _check_train_family(args: list[str]) -> None:
         get_registry().family(words[1], "train")
 
 
+def _env_flag(name: str) -> bool:
+    """An on/off environment variable: unset, empty, 0, false, no and off mean off."""
+    return os.environ.get(name, "").strip().lower() not in ("", "0", "false", "no", "off")
+
+
 # -- entry point ----------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit status (console script and tests)."""
     args = list(sys.argv[1:] if argv is None else argv)
-    debug = "--debug" in args or bool(os.environ.get("GENTOOL_DEBUG"))
+    debug = "--debug" in args or _env_flag("GENTOOL_DEBUG")
     _register_train_commands()
     try:
         _check_train_family(args)

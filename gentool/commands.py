@@ -6,6 +6,7 @@ import json
 import math
 import os
 import re
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -31,11 +32,17 @@ __all__ = ["load_model", "sample", "score", "train", "translate"]
 
 
 # -- train ----------------------------------------------------------------------------------------
-def train(spec: FamilySpec, explicit: dict[str, Any], opts: dict[str, Any]) -> None:
-    """``gentool train FAMILY``: ``explicit`` holds the hyperparameters the user typed."""
-    done = 0  # epochs the run has already trained
+def train(spec: FamilySpec, explicit: dict[str, Any], opts: dict[str, Any]) -> int:
+    """``gentool train FAMILY``: ``explicit`` holds the hyperparameters the user typed.
+
+    Returns the exit status: 0, or 128 + the signal number when a signal (Ctrl-C, SIGTERM)
+    stopped the run after saving, so that a shell script stops there too.
+    """
+    done, done_steps = 0, 0  # epochs and steps the run has already trained
+    if opts["out"] is not None:
+        _check_out(Path(opts["out"]))
     if opts["resume"]:
-        config, data_text, options, out, done = _resumed_request(spec, explicit, opts)
+        config, data_text, options, out, done, done_steps = _resumed_request(spec, explicit, opts)
     else:
         if not opts["data"]:
             raise UserError(
@@ -45,6 +52,7 @@ def train(spec: FamilySpec, explicit: dict[str, Any], opts: dict[str, Any]) -> N
         file_values = load_config_file(opts["config"]) if opts["config"] else {}
         config = build_config(spec.config, {**file_values, **explicit})
         out = opts["out"] or Path("runs") / f"{spec.name}-{_slug(data_text)}"
+        _check_out(Path(out))
         existing = [f for f in (MODEL_FILE, RESUME_FILE) if (out / f).exists()]
         if existing and not opts["overwrite"]:
             raise UserError(
@@ -101,6 +109,23 @@ def train(spec: FamilySpec, explicit: dict[str, Any], opts: dict[str, Any]) -> N
         kept = Path(out) / MODEL_FILE
         where = f"the last good checkpoint is {kept}" if kept.exists() else "no epoch finished"
         raise TrainingDiverged(f"{err}; training stopped, {where}; try a lower --lr") from None
+    except KeyboardInterrupt:
+        if dist.main:
+            saved = (Path(out) / RESUME_FILE).is_file()
+            console.print(
+                "aborted by a second Ctrl-C: "
+                + (
+                    f"{out} keeps the state of its last save; continue with --resume --out {out}"
+                    if saved
+                    else "nothing was saved"
+                ),
+                soft_wrap=True,
+            )
+        raise
+    except OSError as err:  # a full disk, a folder made read-only while training
+        if err.filename is None or not _inside(Path(err.filename), Path(out)):
+            raise
+        raise UserError(f"cannot write {err.filename}: {err.strerror or err}") from None
     summary = {
         "family": spec.name,
         "data": source.info.source,
@@ -112,21 +137,54 @@ def train(spec: FamilySpec, explicit: dict[str, Any], opts: dict[str, Any]) -> N
     if result.best_validation is not None:
         summary["best_validation_loss"] = result.best_validation
     if not dist.main:
-        return
+        return 0
     if result.stopped == "interrupted":
-        console.print(f"interrupted: state saved; continue with --resume --out {out}")
+        how = "interrupted"
+        if result.signal not in (None, signal.SIGINT):
+            how = f"stopped by {signal.Signals(result.signal).name}"
+        console.print(f"{how}: state saved; continue with --resume --out {out}", soft_wrap=True)
+    elif result.stopped == "early-stopped" and opts["resume"] and result.steps == done_steps:
+        console.print(
+            f"{out} stopped early at epoch {result.epochs} (--patience "
+            f"{getattr(config, 'patience', 0)} epochs without improvement): nothing to train; "
+            "pass a larger --patience to train on",
+            soft_wrap=True,
+        )
     print(json.dumps(summary))
+    return 128 + result.signal if result.signal else 0
+
+
+def _check_out(out: Path) -> None:
+    """Refuse a run folder that cannot be written before any work starts (nothing is made)."""
+    existing = next(p for p in (out, *out.parents) if p.exists() or p == p.parent)
+    if not existing.is_dir():
+        what = "is a file" if existing == out else f"cannot be made: {existing} is a file"
+        raise UserError(f"--out: {out} {what}; choose a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"--out: {out} cannot be written ({existing} is read-only)")
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    try:
+        return path.resolve().is_relative_to(folder.resolve())
+    except OSError:
+        return False
 
 
 def _resumed_request(spec: FamilySpec, explicit: dict[str, Any], opts: dict[str, Any]):
     out = opts["out"]
     if out is None:
         raise UserError("--resume needs --out RUN, the run folder to continue")
-    header = read_resume_header(Path(out) / RESUME_FILE)
+    path = Path(out) / RESUME_FILE
+    header = read_resume_header(path)
     meta, request = header["meta"], header["request"]
     if meta["gentool.family"] != spec.name:
         raise UserError(f"{out} is a {meta['gentool.family']!r} run, not {spec.name!r}")
-    saved = config_from_json(spec.config, meta["gentool.config"])
+    try:
+        saved = config_from_json(spec.config, meta["gentool.config"])
+        info = DataInfo.from_json(meta["gentool.data"])
+    except (KeyError, ValueError, TypeError, AttributeError, UserError) as err:
+        raise UserError(f"{path}: damaged resume state ({type(err).__name__}: {err})") from None
     by_name = {f.name: f for f in config_fields(spec.config)}
     for name, raw in explicit.items():
         field = by_name[name]
@@ -136,9 +194,10 @@ def _resumed_request(spec: FamilySpec, explicit: dict[str, Any], opts: dict[str,
                 f"{getattr(saved, name)!r}); start a new run for that"
             )
     config = build_config(spec.config, explicit, base=saved)
-    _check_data_options(opts, request, DataInfo.from_json(meta["gentool.data"]))
+    _check_data_options(opts, request, info)
     options = DataOptions(**request["options"])  # what the user left out comes from the run
-    return config, request["data"], options, Path(out), int(meta.get("gentool.epoch", 0))
+    done = int(meta.get("gentool.epoch", 0)), int(meta.get("gentool.step", 0))
+    return config, request["data"], options, Path(out), *done
 
 
 def _check_data_options(opts: dict[str, Any], request: dict[str, Any], info: DataInfo) -> None:

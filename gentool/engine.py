@@ -3,7 +3,7 @@
 The engine owns what is the same for all families: seeding, devices, the data order,
 progress on stderr, ``metrics.jsonl``, loss plots and preview grids, checkpoints each epoch
 (at most one write per ``Trainer.WRITE_INTERVAL_S`` when epochs are shorter), resume, early
-stopping on a validation split, Ctrl-C safety and the non-finite-loss guard.
+stopping on a validation split, Ctrl-C and SIGTERM safety and the non-finite-loss guard.
 A family supplies only its :class:`gentool.model.Model`.
 
 Reproducibility: the data order of epoch ``e`` is a permutation drawn from a generator
@@ -76,6 +76,7 @@ class FitResult:
     best_validation: float | None
     checkpoint: Path
     history: list[dict[str, Any]]
+    signal: int | None = None  # the signal that interrupted the run (SIGINT, SIGTERM)
 
 
 def resolve_device(text: str) -> torch.device:
@@ -182,25 +183,64 @@ def _side_rng(seed: int, device: torch.device):
 
 
 class _StopFlag:
-    """First Ctrl-C asks the loop to stop after the current step; a second one aborts."""
+    """SIGINT (Ctrl-C) or SIGTERM (a scheduler's or torchrun's kill) asks the loop to stop
+    after the current step and save; a second Ctrl-C aborts at once.
+
+    A repeated SIGTERM never aborts: a scheduler may signal every process of a job, and
+    torchrun forwards its own, so one stop can arrive twice. While :meth:`protect` holds
+    (checkpoint writes at the end of a run), a second Ctrl-C waits until the write is done.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self) -> None:
         self.requested = False
-        self._previous = None
+        self.signum: int | None = None  # the signal that asked to stop
+        self._interrupts = 0
+        self._protected = False
+        self._abort_pending = False
+        self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> _StopFlag:
         if _in_main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handle)
+            for signum in self.SIGNALS:
+                self._previous[signum] = signal.signal(signum, self._handle)
         return self
 
     def _handle(self, signum, frame) -> None:
-        if self.requested:
+        if signum == signal.SIGINT:
+            self._interrupts += 1
+            if self._interrupts > 1:
+                if self._protected:
+                    self._abort_pending = True
+                    return
+                raise KeyboardInterrupt
+        if not self.requested:
+            self.requested, self.signum = True, signum
+
+    @contextmanager
+    def protect(self) -> Iterator[None]:
+        """Let a second Ctrl-C abort only once the block (a checkpoint write) is done."""
+        self._protected = True
+        try:
+            yield
+        finally:
+            self._protected = False
+        if self._abort_pending:
             raise KeyboardInterrupt
-        self.requested = True
 
     def __exit__(self, *exc) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
+        self._previous = {}
+
+
+def _ignore_stop_signals(worker_id: int) -> None:
+    """DataLoader workers leave SIGTERM to the main process: a scheduler signals every
+    process of a job, and a worker killed by it would make torch raise in the main process
+    before the run could save. The workers end with their iterator, or with the main
+    process (torch watches it)."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def _in_main_thread() -> bool:
@@ -281,7 +321,12 @@ class Trainer:
         # Each DataLoader iterator draws a worker seed; from its own generator, that draw
         # leaves the global RNG alone, so a run resumed mid-epoch sees the same numbers.
         loader_rng = torch.Generator().manual_seed(self.config.seed)
-        common = {"num_workers": self.run.workers, "pin_memory": pin, "generator": loader_rng}
+        common = {
+            "num_workers": self.run.workers,
+            "pin_memory": pin,
+            "generator": loader_rng,
+            "worker_init_fn": _ignore_stop_signals if self.run.workers else None,
+        }
         # A last batch of one image breaks batch norm; drop the ragged end when there is more.
         drop_last = len(self.sampler) > batch
         train_loader = DataLoader(
@@ -397,47 +442,69 @@ class Trainer:
         self.model.configure_training()
         if self.run.resume:
             self._restore()
-        elif self.dist.main and (self.out / "metrics.jsonl").exists():
-            (self.out / "metrics.jsonl").unlink()
+        elif self.dist.main:
+            self._clear_previous_run()
         if self.epoch >= self.config.epochs:  # resumed with no epoch left: write nothing
             return self._result("finished")
+        if self._patience_exhausted():  # resumed after early stopping: write nothing
+            return self._result("early-stopped")
         self.dist.prepare(self.model)
         train_loader, val_loader = self._loaders()
         preview = self._preview_batch()
         from gentool.progress import TrainProgress
 
         show = self.run.progress and self.dist.main
-        try:
-            with _StopFlag() as stop, TrainProgress(show) as bar:
-                bar.start(self.spec.name, self.config.epochs, len(train_loader), self.epoch)
-                stopped = self._train(train_loader, val_loader, preview, stop, bar)
-        except TrainingDiverged:
-            # The epochs logged so far are sound, so their plot is drawn; no grid, since the
-            # weights in memory took the non-finite step (the last good ones are on disk).
+        with _StopFlag() as stop:
+            try:
+                with TrainProgress(show) as bar:
+                    bar.start(self.spec.name, self.config.epochs, len(train_loader), self.epoch)
+                    stopped = self._train(train_loader, val_loader, preview, stop, bar)
+            except TrainingDiverged:
+                # The epochs logged so far are sound, so their plot is drawn; no grid, since
+                # the weights in memory took the non-finite step (the last good ones are on
+                # disk).
+                if self.dist.main:
+                    with stop.protect():
+                        self._flush_model()
+                    self._write_end_files(None)
+                raise
+            finally:
+                # Whatever ended the run (a non-finite loss or a second Ctrl-C included), the
+                # best weights seen so far reach the disk; the resume state is written only
+                # from a sound state below.
+                if self.dist.main:
+                    with stop.protect():
+                        self._flush_model()
             if self.dist.main:
-                self._flush_model()
-                self._write_end_files(None)
-            raise
-        finally:
-            # Whatever ended the run (a non-finite loss included), the best weights seen so
-            # far reach the disk; the resume state is written only from a sound state below.
-            if self.dist.main:
-                self._flush_model()
-        if self.dist.main:
-            # Checkpoints first: a second Ctrl-C may cut the grid and plot short, never these.
-            if stopped in ("interrupted", "max-steps"):
-                self._save_resume()
-                if not self.model.has_validation or self.best is None:
-                    self._save_model(self._last_metrics())
-            elif self.resume_pending:
-                self._save_resume()
-            self._write_end_files(preview)
+                # Checkpoints first, whole: a second Ctrl-C may cut the grid and plot short,
+                # never these.
+                with stop.protect():
+                    if stopped in ("interrupted", "max-steps"):
+                        self._save_resume()
+                        if not self.model.has_validation or self.best is None:
+                            self._save_model(self._last_metrics())
+                    elif self.resume_pending:
+                        self._save_resume()
+                self._write_end_files(preview)
         self.dist.barrier()
-        return self._result(stopped)
+        return self._result(stopped, stop.signum if stopped == "interrupted" else None)
 
-    def _result(self, stopped: str) -> FitResult:
+    def _clear_previous_run(self) -> None:
+        """A fresh run (``--overwrite``) starts from an empty record: an earlier run's files
+        would otherwise pass for this one's until it writes its own (after a non-finite loss
+        in the first epoch, forever)."""
+        for name in (MODEL_FILE, RESUME_FILE, "metrics.jsonl", "losses.png"):
+            (self.out / name).unlink(missing_ok=True)
+        for grid in (self.out / "samples").glob("epoch_*.png"):
+            grid.unlink()
+
+    def _patience_exhausted(self) -> bool:
+        patience = getattr(self.config, "patience", 0)
+        return bool(self.model.has_validation and patience and self.bad_epochs >= patience)
+
+    def _result(self, stopped: str, signum: int | None = None) -> FitResult:
         return FitResult(
-            self.epoch, self.step, stopped, self.best, self.out / MODEL_FILE, self.history
+            self.epoch, self.step, stopped, self.best, self.out / MODEL_FILE, self.history, signum
         )
 
     def _train(
@@ -569,8 +636,7 @@ class Trainer:
             self._log(record)
             self._plot()
         bar.end_epoch(self.epoch, record, self.best)
-        patience = getattr(self.config, "patience", 0)
-        if val_loader is not None and patience and self.bad_epochs >= patience:
+        if val_loader is not None and self._patience_exhausted():
             return "early-stopped"
         return "epoch"
 

@@ -78,7 +78,9 @@ class Registry:
             self.plugins[ep.name] = info
             try:
                 module = ep.load()
-            except Exception as err:  # a broken plugin must not break the others
+            # A broken plugin must not break the others, not even one that exits on import
+            # (a script registered by mistake runs its argparse and sys.exit()).
+            except (Exception, SystemExit) as err:
                 info.error = f"import failed: {type(err).__name__}: {err}"
                 continue
             self.add_plugin(module, info)
@@ -102,7 +104,7 @@ class Registry:
                     continue
                 try:
                     impl.function(register=_isolated(target, hook_name, info))
-                except Exception as err:
+                except (Exception, SystemExit) as err:
                     info.add_error(f"{hook_name} failed: {type(err).__name__}: {err}")
 
     def _add_family(self, spec: FamilySpec, info: PluginInfo) -> None:

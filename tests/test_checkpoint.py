@@ -1,10 +1,13 @@
 """Checkpoints: safetensors round trips, atomic writes, and clear errors for bad files."""
 
+import os
 import random
+import stat
 
 import pytest
 import torch
-from safetensors.torch import save_file
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 
 from gentool.checkpoint import (
     CheckpointMeta,
@@ -149,3 +152,67 @@ def test_resume_state_damaged(tmp_path):
     path.write_bytes(bytes(data))
     with pytest.raises(UserError, match="checksum"):
         load_resume(path)
+
+
+def test_checkpoint_files_follow_the_umask(tmp_path, state):
+    """Like every other file of a run, not private to the user (mkstemp's 0600)."""
+    previous = os.umask(0o022)
+    try:
+        save_model(tmp_path / "model.safetensors", state, _meta())
+        save_resume(tmp_path / "resume.safetensors", {"w": torch.zeros(2)})
+    finally:
+        os.umask(previous)
+    for name in ("model.safetensors", "resume.safetensors"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o644
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("gentool.data", "{not json"), ("gentool.config", "[1, 2]"), ("gentool.epoch", "x")],
+)
+def test_damaged_metadata_is_one_clear_error(tmp_path, state, key, value):
+    metadata = {**_meta().to_strings(), key: value}
+    save_file({k: v.contiguous() for k, v in state.items()}, tmp_path / "m.safetensors", metadata)
+    with pytest.raises(UserError, match="damaged gentool metadata"):
+        read_checkpoint(tmp_path / "m.safetensors")
+
+
+def test_a_resume_state_is_not_taken_for_a_model(tmp_path):
+    save_resume(tmp_path / "resume.safetensors", {"w": torch.zeros(2)})
+    with pytest.raises(UserError, match="resume state, not a model; use the run folder"):
+        read_checkpoint(tmp_path / "resume.safetensors", "maf")
+
+
+def test_a_family_that_is_not_installed_says_so(tmp_path, state):
+    save_model(tmp_path / "m.safetensors", state, _meta("realnvp-not-here"))
+    with pytest.raises(UserError, match="'realnvp-not-here' is not installed"):
+        read_checkpoint(tmp_path / "m.safetensors", "maf")
+
+
+@pytest.mark.parametrize(
+    ("state", "message"),
+    [
+        ({"meta": {"gentool.family": "maf"}}, "damaged resume state"),  # no request
+        ({"meta": 5, "request": {}}, "damaged resume state"),
+        (
+            {"meta": {"gentool.family": "maf"}, "request": {"data": "x", "options": {"evil": 1}}},
+            "unknown data options",
+        ),
+    ],
+)
+def test_damaged_resume_header_is_one_clear_error(tmp_path, state, message):
+    save_resume(tmp_path / "resume.safetensors", state)
+    with pytest.raises(UserError, match=message):
+        read_resume_header(tmp_path / "resume.safetensors")
+
+
+def test_newer_resume_format(tmp_path):
+    path = tmp_path / "resume.safetensors"
+    save_resume(path, {"meta": {"gentool.family": "maf"}, "request": {"data": "x", "options": {}}})
+    tensors = load_file(path)
+    with safe_open(str(path), framework="pt") as handle:
+        metadata = {**handle.metadata(), "gentool.format": "99"}
+    save_file(tensors, path, metadata)
+    for read in (read_resume_header, load_resume):
+        with pytest.raises(UserError, match="resume format '99'.*upgrade gentool"):
+            read(path)

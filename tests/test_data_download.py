@@ -221,3 +221,57 @@ def test_incomplete_folder_is_not_overwritten(tmp_path):
     with pytest.raises(UserError, match="not a complete download"):
         fetch_dataset((tmp_path / "src" / "a.zip").as_uri(), root)
     assert (root / "mine.txt").read_text() == "user data"
+
+
+def test_a_transfer_cut_short_is_not_taken_for_the_archive(tmp_path):
+    """http.client ends a body cut short without an error; an uncompressed tar cut at a
+    member's end would even unpack, with files missing."""
+    archive = tmp_path / "src" / "x.tar"
+    archive.parent.mkdir()
+    with tarfile.open(archive, "w") as tf:
+        for i in range(4):
+            info = tarfile.TarInfo(f"x/train/{i}.bin")
+            info.size = 512
+            tf.addfile(info, io.BytesIO(bytes(512)))
+    data = archive.read_bytes()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 (http.server's naming)
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data[: 2 * 1024])  # two whole members, then the line drops
+            self.close_connection = True
+
+        def log_message(self, *args):
+            pass
+
+    httpd = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    root = tmp_path / "cache" / "x"
+    try:
+        url = f"http://127.0.0.1:{httpd.server_address[1]}/x.tar"
+        with pytest.raises(UserError, match=r"stopped after 2,048 of [\d,]+ bytes"):
+            fetch_dataset(url, root)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert not root.exists() and leftovers(root.parent) == []
+
+
+def test_a_file_and_a_folder_of_one_name_is_one_clear_error(tmp_path):
+    archive = tmp_path / "src" / "clash.zip"
+    archive.parent.mkdir()
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("clash/trainA", b"a file")
+        zf.writestr("clash/trainA/0.png", png_bytes(1))
+    root = tmp_path / "cache" / "clash"
+    with pytest.raises(UserError, match="a file and a folder of the same name"):
+        fetch_dataset(archive.as_uri(), root)
+    assert not root.exists() and leftovers(root.parent) == []
+
+
+def test_gentool_home_is_the_cache(tmp_path, home):
+    from gentool.data.base import cache_dir
+
+    assert cache_dir() == home

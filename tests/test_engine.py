@@ -7,7 +7,10 @@ digits here, so these tests exercise the engine alone; the families have their o
 import json
 import os
 import signal
+import sys
+import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import torch
@@ -43,6 +46,7 @@ class DiagonalGaussian(nn.Module):
 class GaussianModel(DensityModel):
     fail_at: int | None = None  # step at which the loss turns NaN
     interrupt_at: int | None = None  # step at which Ctrl-C arrives
+    interrupt_signal = signal.SIGINT  # or SIGTERM, a scheduler's kill
 
     def build_flow(self, features):
         self.steps = 0
@@ -51,7 +55,7 @@ class GaussianModel(DensityModel):
     def train_step(self, batch):
         self.steps += 1
         if self.steps == self.interrupt_at:
-            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), self.interrupt_signal)
         losses = super().train_step(batch)
         if self.fail_at is not None and self.steps >= self.fail_at:
             losses["loss"] = losses["loss"] * float("nan")
@@ -83,13 +87,26 @@ class Digits(DataSource):
 
 
 def _train(
-    out, epochs=4, resume=False, max_steps=None, model_class=GaussianModel, precision="fp32", **cfg
+    out,
+    epochs=4,
+    resume=False,
+    max_steps=None,
+    model_class=GaussianModel,
+    precision="fp32",
+    workers=0,
+    **cfg,
 ):
     torch.manual_seed(0)
     config = Config(epochs=epochs, batch_size=50, **{"lr": 0.05, **cfg})
     model = model_class(config, Digits().info, torch.device("cpu"))
     run = RunOptions(
-        out, resume=resume, max_steps=max_steps, progress=False, log_every=3, precision=precision
+        out,
+        resume=resume,
+        max_steps=max_steps,
+        progress=False,
+        log_every=3,
+        precision=precision,
+        workers=workers,
     )
     return fit(SPEC, model, Digits(), run), model
 
@@ -293,3 +310,99 @@ def test_deferred_best_weights_survive_a_nan(tmp_path, rare_writes):
     assert meta.epoch == 2 and all(torch.isfinite(t).all() for t in tensors.values())
     state = load_resume(tmp_path / "resume.safetensors")
     assert state["engine"]["epoch"] == 1  # the last sound state written, never the NaN one
+
+
+def test_sigterm_saves_like_ctrl_c_and_resumes_exactly(tmp_path):
+    class Terminated(GaussianModel):
+        interrupt_at, interrupt_signal = 9, signal.SIGTERM
+
+    result, _ = _train(tmp_path / "run", epochs=3, model_class=Terminated)
+    assert (result.stopped, result.steps, result.signal) == ("interrupted", 9, signal.SIGTERM)
+    assert load_resume(tmp_path / "run" / "resume.safetensors")["engine"]["step"] == 9
+    _, resumed = _train(tmp_path / "run", epochs=3, resume=True)
+    _, whole = _train(tmp_path / "whole", epochs=3)
+    _assert_same_run(whole, resumed, tmp_path / "whole", tmp_path / "run")
+
+
+def _children() -> list[int]:
+    """The processes this one started (DataLoader workers), from /proc."""
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == os.getpid():
+            pids.append(int(stat.parent.name))
+    return pids
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_sigterm_to_every_process_of_the_job_still_saves(tmp_path):
+    """A scheduler signals the DataLoader workers too; one killed by it made torch raise in
+    the main process before the run could save."""
+
+    class Terminated(GaussianModel):
+        def train_step(self, batch):
+            if self.steps == 4:
+                workers = _children()
+                assert workers
+                for pid in workers:
+                    os.kill(pid, signal.SIGTERM)
+                time.sleep(0.2)  # let a worker die of it, if it would
+                os.kill(os.getpid(), signal.SIGTERM)
+            return super().train_step(batch)
+
+    result, _ = _train(tmp_path, epochs=3, model_class=Terminated, workers=1)
+    assert (result.stopped, result.signal) == ("interrupted", signal.SIGTERM)
+    assert load_resume(tmp_path / "resume.safetensors")["engine"]["step"] == result.steps
+
+
+def test_a_second_ctrl_c_while_saving_lets_the_checkpoints_finish(tmp_path, monkeypatch):
+    import gentool.engine as engine
+
+    write = engine.write_resume
+
+    def interrupted_write(path, state):
+        if state["engine"]["step"] == 9:  # the save after the first Ctrl-C
+            os.kill(os.getpid(), signal.SIGINT)  # the second, impatient one
+        write(path, state)
+
+    monkeypatch.setattr(engine, "write_resume", interrupted_write)
+
+    class Interrupted(GaussianModel):
+        interrupt_at = 9
+
+    with pytest.raises(KeyboardInterrupt):
+        _train(tmp_path, epochs=3, model_class=Interrupted)
+    assert load_resume(tmp_path / "resume.safetensors")["engine"]["step"] == 9
+
+
+def test_resuming_an_early_stopped_run_trains_nothing(tmp_path):
+    result, _ = _train(tmp_path, epochs=40, patience=2, lr=0.5)
+    assert result.stopped == "early-stopped"
+    before = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file()}
+    again, _ = _train(tmp_path, epochs=40, patience=2, lr=0.5, resume=True)
+    assert (again.stopped, again.epochs, again.steps) == (
+        "early-stopped",
+        result.epochs,
+        result.steps,
+    )
+    assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file()} == before
+    more, _ = _train(tmp_path, epochs=40, patience=20, lr=0.5, resume=True)
+    assert more.steps > result.steps  # a larger --patience trains on
+
+
+def test_a_fresh_run_in_an_old_runs_folder_starts_from_nothing(tmp_path):
+    """--overwrite: the earlier run's checkpoints and grids must not pass for the new run's."""
+    _train(tmp_path, epochs=2)
+
+    class Diverging(GaussianModel):
+        fail_at = 2  # before the first epoch ends: no checkpoint of its own
+
+    with pytest.raises(TrainingDiverged):
+        _train(tmp_path, epochs=2, model_class=Diverging)
+    assert not (tmp_path / "model.safetensors").exists()
+    assert not (tmp_path / "resume.safetensors").exists()
+    assert list((tmp_path / "samples").iterdir()) == []
+    assert not (tmp_path / "metrics.jsonl").exists()

@@ -187,3 +187,20 @@ def test_a_rejected_item_does_not_stop_the_hook(fake_plugins, monkeypatch):
     # good_plugin's only family clashes: nothing of it registers, and it says why.
     assert registry.plugins["good_plugin"].families == []
     assert registry.plugins["bad_config"].error.startswith("register_families: family 'badtoy'")
+
+
+def test_a_plugin_that_exits_on_import_is_isolated(tmp_path, monkeypatch):
+    """A script registered by mistake runs its argparse and calls sys.exit() when imported;
+    every gentool command used to end there, silently."""
+    (tmp_path / "exits_plugin.py").write_text("import sys\nsys.exit(3)\n")
+    (tmp_path / "fine_plugin.py").write_text(textwrap.dedent(GOOD))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    eps = [metadata.EntryPoint(n, n, "gentool") for n in ("exits_plugin", "fine_plugin")]
+    monkeypatch.setattr(metadata, "entry_points", lambda group: eps)
+    try:
+        registry = Registry().load_entry_points()
+    finally:
+        for name in ("exits_plugin", "fine_plugin"):
+            sys.modules.pop(name, None)
+    assert registry.plugins["exits_plugin"].error == "import failed: SystemExit: 3"
+    assert "toy" in registry.families

@@ -15,6 +15,7 @@ An archive placed by hand at :func:`archive_path` is used instead of downloading
 from __future__ import annotations
 
 import contextlib
+import errno
 import gzip
 import hashlib
 import http.client
@@ -51,6 +52,10 @@ _ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".zip")
 
 
 class _UnsafeArchive(Exception):
+    pass
+
+
+class _CutShort(Exception):
     pass
 
 
@@ -138,11 +143,22 @@ def _download(
         with urllib.request.urlopen(request, timeout=_TIMEOUT_S) as response:
             length = response.headers.get("Content-Length")  # file:// answers carry it too
             total = int(length) if length and length.isdigit() else None
+            received = 0
             with open(partial, "wb") as out, _progress(f"downloading {name}", total) as advance:
                 while chunk := response.read(_CHUNK):
                     out.write(chunk)
+                    received += len(chunk)
                     advance(len(chunk))
-    except (urllib.error.URLError, http.client.HTTPException, ConnectionError, TimeoutError) as err:
+            # http.client ends a body cut short without an error; the announced length tells.
+            if total is not None and received != total:
+                raise _CutShort(f"the transfer stopped after {received:,} of {total:,} bytes")
+    except (
+        urllib.error.URLError,
+        http.client.HTTPException,
+        ConnectionError,
+        TimeoutError,
+        _CutShort,
+    ) as err:
         partial.unlink(missing_ok=True)
         message = _offline_message(name, url, _network_reason(err), archive, root, expect)
         raise UserError(message) from err
@@ -203,6 +219,18 @@ def unpack_archive(archive: Path, root: Path, *, name: str, source: str = "") ->
         raise UserError(
             f"the archive for {name} ({source or archive}) is corrupt ({reason}); "
             "it was removed, run again to download it again"
+        ) from err
+    except OSError as err:
+        if err.errno in (errno.ENOTDIR, errno.EISDIR, errno.EEXIST):  # a file and a folder
+            archive.unlink(missing_ok=True)  # of one name: the archive is at fault
+            raise UserError(
+                f"the archive for {name} ({source or archive}) holds a file and a folder of "
+                f"the same name ({err.filename}); it was removed"
+            ) from err
+        # The disk is full or not writable: the archive is sound, and kept.
+        raise UserError(
+            f"cannot unpack {archive} for {name} in {root.parent}: {err.strerror or err}; "
+            "nothing was unpacked (the archive is kept)"
         ) from err
     finally:
         shutil.rmtree(staging, ignore_errors=True)
