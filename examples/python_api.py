@@ -6,8 +6,9 @@ The command line does the training (in this process, through ``gentool.cli.main`
 rest uses the trained model as a Python object from ``gentool.api.load_model``:
 
 - ``model.score_batch(images)`` gives each image's NLL in nats and bits per dimension
-  (images: a float tensor [N, C, H, W] in [0, 1], quantised to the data's levels);
-- ``model.sample(n, temperature)`` draws new images;
+  (images: a float tensor [N, C, H, W] in [0, 1]; another size or channel count is
+  prepared as the training images were, and pixels are read on the data's levels);
+- ``model.sample(n, temperature)`` draws new images, on the data's levels;
 - any scikit-learn metric takes the scores from there.
 
 It writes ``outliers.png`` into the run folder: the 16 test images the model finds least

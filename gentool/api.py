@@ -7,6 +7,7 @@ plugin's registration module can import this module without slowing CLI start-up
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gentool import __version__, hookimpl
@@ -16,7 +17,8 @@ from gentool.errors import UserError
 from gentool.family import DataKind, FamilySpec
 
 if TYPE_CHECKING:
-    from gentool.checkpoint import load_model
+    import torch
+
     from gentool.density import DensityModel, LogitTransform
     from gentool.model import Model
 
@@ -43,8 +45,31 @@ _LAZY = {
     "Model": "gentool.model",
     "DensityModel": "gentool.density",
     "LogitTransform": "gentool.density",
-    "load_model": "gentool.checkpoint",
 }
+
+
+def load_model(
+    family: FamilySpec | str | None,
+    checkpoint: str | Path,
+    device: torch.device | str = "auto",
+) -> Model:
+    """The trained model in a run folder or ``.safetensors`` file, in eval mode.
+
+    ``family`` is a family's name (``"maf"``), its spec, or None for whatever family wrote
+    the file; ``device`` is ``"auto"`` (CUDA when there is a GPU), ``"cpu"``, ``"cuda"`` or
+    ``"cuda:N"``, as ``--device`` takes it. Every problem with the file, and a CUDA device
+    this machine lacks, is a :class:`UserError` with a one-line message.
+
+    Example:
+        >>> load_model("maf", "no/such/run")
+        Traceback (most recent call last):
+        ...
+        gentool.errors.UserError: --checkpoint: no such file or run folder: no/such/run
+    """
+    from gentool.checkpoint import load_model as load
+    from gentool.engine import resolve_device
+
+    return load(family, checkpoint, resolve_device(str(device)))
 
 
 def __getattr__(name: str) -> Any:

@@ -52,18 +52,22 @@ def resolve_auto(config: Any, data: Any) -> Any:
 
     One-class training (a normal class: ``--normal-class``, MVTec's ``good``) learns the
     density of ~100 images to rank outsiders below them, where a smooth density ranks
-    best; a plain density run wants the sharpest likelihood. Other negative values are
-    rejected here, since the CLI's minimum lets -1 through.
+    best; a plain density run wants the sharpest likelihood. Other negative values, NaN
+    and infinity are rejected here, since the CLI's minimum lets -1 and NaN through; so is
+    a logit lambda outside (0, 0.5), where the logit transform is undefined.
     """
     one_class = getattr(data, "normal_class", None) is not None
     changes = {}
     for name, (for_one_class, otherwise) in AUTO_VALUES.items():
-        value = getattr(config, name, None)
-        if value == AUTO:
+        if getattr(config, name, None) == AUTO:
             changes[name] = for_one_class if one_class else otherwise
-        elif value is not None and value < 0:
-            flag = "--" + name.replace("_", "-")
-            raise UserError(f"{flag} must be -1 (auto) or at least 0, not {value:g}")
+    lam = changes.get("logit_lambda", getattr(config, "logit_lambda", None))
+    std = changes.get("smoothing", getattr(config, "smoothing", None))
+    # NaN fails both comparisons, so it is refused too.
+    if lam is not None and not 0.0 < lam < 0.5:  # where logit(lam + (1 - 2 lam) y) exists
+        raise UserError(f"--logit-lambda must be -1 (auto) or between 0 and 0.5, not {lam:g}")
+    if std is not None and not 0.0 <= std < math.inf:
+        raise UserError(f"--smoothing must be -1 (auto) or at least 0, not {std:g}")
     return dataclasses.replace(config, **changes) if changes else config
 
 
@@ -122,6 +126,8 @@ class DensityModel(Model):
     has_validation = True
 
     def __init__(self, config: Any, data: Any, device: torch.device) -> None:
+        if data.levels < 2:  # only a damaged checkpoint's data description gets here
+            raise UserError(f"the data has {data.levels} pixel levels; a density needs at least 2")
         # Resolved once, here: the engine, the checkpoint and `score` see the values used.
         super().__init__(resolve_auto(config, data), data, device)
         self.logit = LogitTransform(self.config.logit_lambda)
@@ -182,16 +188,62 @@ class DensityModel(Model):
         images, _ = batch
         return self.nll(images)
 
+    def quantize(self, y: torch.Tensor) -> torch.Tensor:
+        """The inverse of :meth:`dequantize`: ``y`` in [0, 1] -> level ``floor(y L)``, in [0, 1].
+
+        The level whose cell ``[k / L, (k + 1) / L)`` holds ``y``, as a pixel value
+        ``k / (L - 1)``: a sample is then an image of the data's own levels (pure black and
+        white included), a draw from the discrete model that the NLL scores.
+        """
+        levels = self.data.levels
+        return torch.floor(y * levels).clamp_(0, levels - 1) / (levels - 1)
+
+    def prepare(self, images: torch.Tensor) -> torch.Tensor:
+        """Images as the model saw its training images: ``[B, C, H, W]`` floats on its device.
+
+        One image ``[C, H, W]`` becomes a batch of one; another channel count is converted
+        (grey <-> RGB, ITU-R 601 luma) and another size resized (antialiased), as
+        ``gentool score`` prepares image files by the checkpoint's data description.
+        Integer tensors and values outside [0, 1] are refused: their scale is ambiguous.
+        """
+        from gentool.data.images import resize_image, to_channels
+
+        if images.dim() == 3:
+            images = images.unsqueeze(0)
+        if images.dim() != 4:
+            raise UserError(
+                f"images must be [N, C, H, W] (or one [C, H, W]), not {list(images.shape)}"
+            )
+        if not images.is_floating_point():
+            raise UserError(
+                f"images must be floats in [0, 1], not {images.dtype} (divide by the maximum value)"
+            )
+        low, high = (float(v) for v in images.aminmax()) if images.numel() else (0.0, 0.0)
+        if not 0.0 <= low <= high <= 1.0:  # NaN fails this too
+            raise UserError(f"images must be floats in [0, 1], not in [{low:g}, {high:g}]")
+        images = images.to(self.device, next(self.flow.parameters()).dtype)
+        images = to_channels(images, self.data.channels)
+        size = (self.data.height, self.data.width)
+        interpolation = self.data.preprocessing.get("interpolation") or "bilinear"
+        return resize_image(images, size, interpolation)
+
     # -- capabilities ---------------------------------------------------------------------------
     @torch.no_grad()
     def sample(self, n: int, temperature: float = 1.0) -> torch.Tensor:
+        """``n`` images on the data's pixel levels; ``temperature`` scales the base noise."""
+        if not 0.0 < temperature < math.inf:  # NaN too: it would make black images silently
+            raise UserError(f"--temperature must be a positive number, not {temperature:g}")
         w = self.flow.sample(n, temperature)
-        return self.logit.inverse(w).reshape(n, *self.data.shape)
+        return self.quantize(self.logit.inverse(w)).reshape(n, *self.data.shape)
 
     @torch.no_grad()
     def score_batch(self, batch: Any) -> dict[str, torch.Tensor]:
-        """NLL (nats) and bits/dim per image, an importance-weighted bound over noise draws."""
-        images = batch[0] if isinstance(batch, tuple | list) else batch
+        """NLL (nats) and bits/dim per image, an importance-weighted bound over noise draws.
+
+        ``batch`` is images in [0, 1] (or an ``(images, labels)`` pair), prepared by
+        :meth:`prepare`.
+        """
+        images = self.prepare(batch[0] if isinstance(batch, tuple | list) else batch)
         draws = torch.stack([self.nll(images) for _ in range(self.config.score_samples)])
         # -log mean_k exp(-nll_k): tighter than the mean of the draws, and still a bound.
         nll = -(torch.logsumexp(-draws, dim=0) - math.log(draws.shape[0]))

@@ -20,6 +20,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from gentool.engine import to_device
+from gentool.errors import UserError
 from gentool.model import Model
 from gentool.progress import stderr_console
 
@@ -39,10 +40,12 @@ def anomaly_metrics(scores: torch.Tensor, anomaly: torch.Tensor) -> dict[str, An
     y = anomaly.numpy()
     scores = scores.double()
     finite = scores[torch.isfinite(scores)]
-    if len(finite) < len(scores) and len(finite) > 0:
+    if len(finite) < len(scores):
         # Only the order matters to these metrics, and scikit-learn refuses infinities (an
-        # NLL beyond float range): they become the extremes of the finite scores.
-        scores = scores.clamp(float(finite.min()) - 1, float(finite.max()) + 1)
+        # NLL beyond float range): they become the extremes of the finite scores, or tie
+        # when no score is finite.
+        low, high = (float(finite.min()), float(finite.max())) if len(finite) else (0.0, 0.0)
+        scores = scores.clamp(low - 1, high + 1)
     s = scores.numpy()
     n_anomalous = int(y.sum())
     out: dict[str, Any] = {"normal": int(len(y) - n_anomalous), "anomalous": n_anomalous}
@@ -65,6 +68,8 @@ def score_source(
     """Run ``model.score_batch`` over ``dataset``; summarise, with anomaly metrics if labelled."""
     from rich.progress import Progress
 
+    if batch_size < 1:
+        raise UserError(f"--batch-size must be at least 1, not {batch_size}")
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
     columns: dict[str, list[torch.Tensor]] = {}
     labels: list[torch.Tensor] = []
@@ -153,7 +158,7 @@ def write_results(result: ScoreResult, as_json: bool, csv: Path | None) -> None:
             writer.writeheader()
             writer.writerows(result.rows)
     if as_json:
-        print(json.dumps(result.summary, indent=2, default=_json_default))
+        print(json.dumps(_finite_json(result.summary), indent=2, default=_json_default))
         return
     from rich.console import Console
     from rich.table import Table
@@ -167,9 +172,23 @@ def write_results(result: ScoreResult, as_json: bool, csv: Path | None) -> None:
         stderr_console().print(f"per-image scores: {csv}")
 
 
-def _json_default(value: Any) -> Any:
+def _finite_json(value: Any) -> Any:
+    """``value`` with every non-finite float as the string ``"inf"``, ``"-inf"`` or ``"nan"``.
+
+    ``json.dumps`` would write them as ``Infinity`` and ``NaN``, which are not JSON: strict
+    readers (``jq``, JavaScript's ``JSON.parse``) refuse the whole document. An IAF reports
+    an NLL beyond float range as infinite, so a mean can be.
+    """
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
+    if isinstance(value, dict):
+        return {key: _finite_json(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite_json(item) for item in value]
+    return value
+
+
+def _json_default(value: Any) -> Any:
     if isinstance(value, torch.Tensor):
-        return value.tolist()
+        return _finite_json(value.tolist())
     return str(value)
