@@ -12,7 +12,14 @@ from gentool.errors import UserError
 from gentool.model import Model
 from gentool.progress import stderr_console
 
-__all__ = ["translate_folder"]
+__all__ = ["save_translation", "translate_folder"]
+
+#: Encoder settings per output format: the default JPEG quality (75, with 4:2:0 chroma
+#: subsampling) and lossy WebP would blur the very textures a translation model produces.
+_SAVE_OPTIONS = {
+    "JPEG": {"quality": 95, "subsampling": 0},
+    "WEBP": {"lossless": True},
+}
 
 
 def translate_folder(
@@ -28,43 +35,86 @@ def translate_folder(
     Images of the same size are batched together. With ``max_size``, an image whose longer
     side exceeds it is translated at a reduced size and resized back (saves memory on
     large photos); otherwise the fully convolutional generator runs at full resolution.
+    An image that cannot be read does not stop the others: after the rest are written, a
+    :class:`UserError` names what was skipped. Returns the number of images written.
     """
-    from PIL import Image
     from rich.progress import Progress
-    from torchvision.utils import save_image
 
-    from gentool.data.images import list_images, load_image
+    from gentool.data.images import list_images, load_image, read_header
 
+    folder, out = Path(folder), Path(out)
+    if batch_size < 1:
+        raise UserError(f"--batch-size must be at least 1, got {batch_size}")
+    if max_size is not None and max_size < 1:
+        raise UserError(f"--max-size must be at least 1, got {max_size}")
+    if folder.exists() and not folder.is_dir():
+        raise UserError(f"--images must be a folder, and {folder} is a file; put it in a folder")
     if not folder.is_dir():
         raise UserError(f"--images: no such folder: {folder}")
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out must be a folder, and {out} is a file; choose another --out")
     paths = list_images(folder)
     if not paths:
         raise UserError(f"--images: no image files in {folder}")
     if out.resolve() == folder.resolve():
         raise UserError("--out must differ from --images (outputs keep the input names)")
-    out.mkdir(parents=True, exist_ok=True)
+    console = stderr_console()
+    skipped: list[str] = []  # why each unreadable file was left out
+
+    def skip(err: UserError) -> None:
+        skipped.append(str(err))
+        console.print(f"skipped: {err}", markup=False, highlight=False)
+
     groups: dict[tuple[int, int], list[Path]] = defaultdict(list)
     for path in paths:
         try:
-            with Image.open(path) as image:
-                groups[image.size].append(path)
-        except OSError as err:
-            raise UserError(f"cannot read image {path}: {err}") from None
+            header = read_header(path)
+        except UserError as err:
+            skip(err)
+            continue
+        groups[(header.width, header.height)].append(path)
+    out.mkdir(parents=True, exist_ok=True)
     channels = model.data.channels
-    with Progress(console=stderr_console(), transient=True) as bar:
-        task = bar.add_task("translating", total=len(paths))
+    written = 0
+    with Progress(console=console, transient=True) as bar:
+        task = bar.add_task("translating", total=len(paths) - len(skipped))
         for members in groups.values():
             for start in range(0, len(members), batch_size):
-                chunk = members[start : start + batch_size]
-                batch = torch.stack([load_image(p, channels) for p in chunk]).to(model.device)
+                chunk, images = [], []
+                for path in members[start : start + batch_size]:
+                    try:
+                        images.append(load_image(path, channels))
+                        chunk.append(path)
+                    except UserError as err:  # a file whose header reads but pixels do not
+                        skip(err)
+                        bar.advance(task)
+                if not chunk:
+                    continue
+                batch = torch.stack(images).to(model.device)
                 with torch.inference_mode():
                     result = _translate(model, batch, direction, max_size)
                 for image, path in zip(result.float().cpu(), chunk, strict=True):
-                    target = out / path.relative_to(folder)
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    save_image(image.clamp(0, 1), target)
+                    save_translation(image, out / path.name)
+                written += len(chunk)
                 bar.advance(task, len(chunk))
-    return len(paths)
+    if skipped:
+        raise UserError(
+            f"{len(skipped)} of {len(paths)} images could not be read (listed above) and were "
+            f"skipped; {written} translated into {out}"
+        )
+    return written
+
+
+def save_translation(image: torch.Tensor, path: Path) -> None:
+    """Write ``[C, H, W]`` in [0, 1] (C = 1 or 3) in the format ``path``'s suffix names: 8-bit
+    grey for one channel, RGB for three; JPEG at quality 95 and WebP lossless."""
+    from PIL import Image
+
+    pixels = image.clamp(0, 1).mul(255).add_(0.5).to(torch.uint8)
+    array = pixels[0].numpy() if pixels.shape[0] == 1 else pixels.permute(1, 2, 0).numpy()
+    picture = Image.fromarray(array)  # H x W uint8 is grey ("L"), H x W x 3 is RGB
+    file_format = Image.registered_extensions().get(path.suffix.lower())
+    picture.save(path, format=file_format, **_SAVE_OPTIONS.get(file_format or "", {}))
 
 
 def _translate(

@@ -268,7 +268,8 @@ def test_scores_are_per_image_and_summarised():
     assert all(v.shape == (3,) and (v >= 0).all() for v in scores.values())
     model.score_batch(unpaired_batch(count=2, seed=5))
     summary = model.finish_scoring()
-    assert set(summary) == {"mean_cycle_A", "mean_cycle_B", "mean_idt_A", "mean_idt_B"}
+    names = ("cycle_A", "cycle_B", "idt_A", "idt_B")
+    assert set(summary) == {f"{stat}_{name}" for stat in ("mean", "median") for name in names}
 
 
 def test_distribution_metric_hook_is_fed():

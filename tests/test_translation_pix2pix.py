@@ -115,7 +115,8 @@ def test_scores_against_the_target():
     assert set(scores) == {"l1", "psnr", "ssim"}
     assert all(v.shape == (3,) for v in scores.values())
     assert ((scores["ssim"] <= 1) & (scores["ssim"] >= -1)).all()
-    assert set(model.finish_scoring()) == {"mean_l1", "mean_psnr", "mean_ssim"}
+    summary = model.finish_scoring()
+    assert set(summary) == {f"{s}_{n}" for s in ("mean", "median") for n in ("l1", "psnr", "ssim")}
 
 
 def test_ssim_and_psnr_sanity():

@@ -253,11 +253,13 @@ class TranslationModel(Model):
         return images[keep] if len(keep) < len(keys) else images
 
     def finish_scoring(self) -> dict[str, Any]:
-        """Means of the per-image scores (each source image once), plus the distribution
-        metrics when there are any."""
-        summary: dict[str, Any] = {
-            f"mean_{name}": float(torch.cat(values).mean()) for name, values in self._scores.items()
-        }
+        """Means and medians of the per-image scores (each source image once), plus the
+        distribution metrics when there are any."""
+        summary: dict[str, Any] = {}
+        for name, parts in self._scores.items():
+            values = torch.cat(parts)
+            summary[f"mean_{name}"] = float(values.mean())
+            summary[f"median_{name}"] = float(values.median())
         for direction, metric in (self._distribution or {}).items():
             network = getattr(metric, "network", None)
             if network:

@@ -212,8 +212,6 @@ class CycleGANModel(TranslationModel):
         return self.record_scores(scores, keys)
 
     def benchmarks(self, batch_size: int) -> dict[str, Any]:
+        # bench times ``translate`` (a2b, the default) itself; the other direction is extra.
         images = torch.rand(batch_size, *self.data.shape, device=self.device)
-        return {
-            "translate_a2b": lambda: self.translate(images, "a2b"),
-            "translate_b2a": lambda: self.translate(images, "b2a"),
-        }
+        return {"translate_b2a": lambda: self.translate(images, "b2a")}

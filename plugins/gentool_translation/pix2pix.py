@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -147,7 +145,3 @@ class Pix2PixModel(TranslationModel):
             # Labelled with the trained direction: a b2a model's outputs are A images.
             self.feed_distribution(self.direction, real_b, fake_b)
         return self.record_scores(scores)
-
-    def benchmarks(self, batch_size: int) -> dict[str, Any]:
-        images = torch.rand(batch_size, *self.data.shape, device=self.device)
-        return {"translate": lambda: self.translate(images)}
