@@ -606,6 +606,11 @@ class Trainer:
         improved = True
         if val_loader is not None:
             value = self._validate(val_loader)
+            if math.isnan(value):
+                # NaN compares false with everything: as the best it could never be beaten,
+                # and as a later value it would pass for a mere bad epoch. The weights that
+                # gave it are not sound; the best ones so far are kept, as for a NaN loss.
+                raise TrainingDiverged(f"val_loss became nan at epoch {self.epoch}")
             record["val_loss"] = value
             improved = self.best is None or value < self.best
             if improved:

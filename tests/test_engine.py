@@ -5,6 +5,7 @@ digits here, so these tests exercise the engine alone; the families have their o
 """
 
 import json
+import math
 import os
 import signal
 import sys
@@ -200,6 +201,19 @@ def test_nan_stops_and_keeps_last_good_checkpoint(tmp_path):
     # The plot of the sound epochs is drawn; no grid from the diverged weights.
     assert (tmp_path / "losses.png").is_file()
     assert [p.name for p in (tmp_path / "samples").iterdir()] == ["epoch_0001.png"]
+
+
+def test_nan_validation_loss_stops_and_keeps_the_best_checkpoint(tmp_path):
+    class NanValidation(GaussianModel):
+        def validation_loss(self, batch):
+            losses = super().validation_loss(batch)
+            return losses * float("nan") if self.steps > 7 else losses  # from epoch 2
+
+    with pytest.raises(TrainingDiverged, match="val_loss became nan at epoch 2"):
+        _train(tmp_path, epochs=3, model_class=NanValidation)
+    meta, tensors = read_checkpoint(tmp_path / "model.safetensors", "gauss")
+    assert meta.epoch == 1 and math.isfinite(meta.metrics["val_loss"])
+    assert all(torch.isfinite(t).all() for t in tensors.values())
 
 
 @pytest.mark.parametrize("stop", ["max-steps", "interrupted"])
