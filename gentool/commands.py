@@ -252,12 +252,23 @@ def sample(
     batch_size: int,
     device_text: str,
 ) -> None:
-    from torchvision.utils import save_image
+    from gentool.data.images import SAVE_EXTENSIONS, save_image
 
     if n < 1:
-        raise UserError("-n must be at least 1")
-    if temperature <= 0:
-        raise UserError("--temperature must be positive")
+        raise UserError(f"-n must be at least 1, not {n}")
+    if batch_size < 1:
+        raise UserError(f"--batch-size must be at least 1, not {batch_size}")
+    if not 0 < temperature < math.inf:  # NaN too
+        raise UserError(f"--temperature must be a positive number, not {temperature:g}")
+    as_grid = out.suffix.lower() in SAVE_EXTENSIONS
+    if not as_grid and not out.is_dir() and (out.suffix or out.exists()):
+        what = (
+            "is a file" if out.exists() else f"{out.suffix} is not an image format gentool writes"
+        )
+        raise UserError(
+            f"--out {out}: {what}; give a {', '.join(SAVE_EXTENSIONS)} file for one grid, "
+            "or a folder for one PNG per image"
+        )
     device = resolve_device(device_text)
     model = load_model(spec, checkpoint, device)
     seed_everything(seed)
@@ -266,7 +277,7 @@ def sample(
         for start in range(0, n, batch_size):
             chunks.append(model.sample(min(batch_size, n - start), temperature).float().cpu())
     images = torch.cat(chunks).clamp(0, 1)
-    if out.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp", ".bmp"):
+    if as_grid:
         out.parent.mkdir(parents=True, exist_ok=True)
         save_image(images, out, nrow=max(1, int(math.ceil(math.sqrt(n)))))
         written = [out]
@@ -298,7 +309,10 @@ def score(
     model = load_model(spec, checkpoint, device)
     info = model.data
     options = DataOptions(
-        image_size=info.height,
+        # The checkpoint's (H, W), never squared. A plugin's loader may read image_size only:
+        # for a non-square model it then gives its own size, which the model resizes.
+        image_size=info.height if info.height == info.width else None,
+        image_hw=(info.height, info.width),
         channels=info.channels,
         normal_class=normal_class if normal_class is not None else info.normal_class,
         direction=info.preprocessing.get("direction", "a2b"),

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import types
 import typing
 from dataclasses import dataclass
@@ -116,6 +117,9 @@ class ConfigField:
         if self.choices and value not in self.choices:
             raise UserError(f"{self.flag}: {raw!r} is not one of {', '.join(self.choices)}")
         values = value if self.kind is tuple else (value,)
+        if any(isinstance(v, float) and not math.isfinite(v) for v in values):
+            # No hyperparameter means anything by NaN or inf; NaN also passes every minimum.
+            raise UserError(f"{self.flag}: {raw!r} is not a finite number")
         if self.minimum is not None and any(
             isinstance(v, int | float) and v < self.minimum for v in values
         ):
@@ -230,10 +234,22 @@ def config_from_json(config_class: type, text: str) -> Any:
 
 
 def load_config_file(path: Path) -> dict[str, Any]:
-    """Hyperparameters from a TOML or JSON file (a flat table of name = value)."""
-    if not path.is_file():
-        raise UserError(f"--config: no such file: {path}")
-    text = path.read_text(encoding="utf-8")
+    """Hyperparameters from a TOML or JSON file (a flat table of name = value).
+
+    Any readable path that is not a folder will do, a pipe included (``--config <(...)``):
+    it is read once.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"--config: {path} is a folder; give a TOML or JSON file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UserError(f"--config: no such file: {path}") from None
+    except UnicodeDecodeError as err:
+        raise UserError(f"--config: cannot parse {path}: {err}") from None
+    except OSError as err:
+        raise UserError(f"--config: cannot read {path}: {err.strerror or err}") from None
     try:
         if path.suffix.lower() == ".json":
             data = json.loads(text)
@@ -291,7 +307,10 @@ class DensityConfig(TrainConfig):
         0.1, "share of the training images held out for early stopping (0 = none)", minimum=0.0
     )
     patience: int = option(
-        30, "stop after N epochs without a better validation NLL (0 = never)", resumable=True
+        30,
+        "stop after N epochs without a better validation NLL (0 = never)",
+        resumable=True,
+        minimum=0,
     )
     score_samples: int = option(
         4, "dequantisation draws per image when scoring (importance-weighted bound)", minimum=1

@@ -672,7 +672,7 @@ class Trainer:
         return every > 0 and self.epoch % every == 0
 
     def _write_preview(self, batch: Any) -> None:
-        from torchvision.utils import save_image
+        from gentool.data.images import save_image
 
         self.model.eval()
         with torch.no_grad(), _side_rng(self.config.seed + 1299709, self.run.device):
@@ -686,7 +686,7 @@ class Trainer:
         name = f"epoch_{self.epoch:04d}"
         if self.step_in_epoch:  # a run stopped part-way: the unfinished epoch and the step
             name = f"epoch_{self.epoch + 1:04d}_step_{self.step:06d}"
-        save_image(images.float().clamp(0, 1).cpu(), folder / f"{name}.png", nrow=nrow)
+        save_image(images, folder / f"{name}.png", nrow=nrow)
         self.last_preview, self.preview_step = time.perf_counter(), self.step
 
     def _plot(self, force: bool = False) -> None:

@@ -12,14 +12,7 @@ from gentool.errors import UserError
 from gentool.model import Model
 from gentool.progress import stderr_console
 
-__all__ = ["save_translation", "translate_folder"]
-
-#: Encoder settings per output format: the default JPEG quality (75, with 4:2:0 chroma
-#: subsampling) and lossy WebP would blur the very textures a translation model produces.
-_SAVE_OPTIONS = {
-    "JPEG": {"quality": 95, "subsampling": 0},
-    "WEBP": {"lossless": True},
-}
+__all__ = ["translate_folder"]
 
 
 def translate_folder(
@@ -40,7 +33,7 @@ def translate_folder(
     """
     from rich.progress import Progress
 
-    from gentool.data.images import list_images, load_image, read_header
+    from gentool.data.images import list_images, load_image, read_header, save_image
 
     folder, out = Path(folder), Path(out)
     if batch_size < 1:
@@ -94,7 +87,7 @@ def translate_folder(
                 with torch.inference_mode():
                     result = _translate(model, batch, direction, max_size)
                 for image, path in zip(result.float().cpu(), chunk, strict=True):
-                    save_translation(image, out / path.name)
+                    save_image(image, out / path.name)
                 written += len(chunk)
                 bar.advance(task, len(chunk))
     if skipped:
@@ -103,18 +96,6 @@ def translate_folder(
             f"skipped; {written} translated into {out}"
         )
     return written
-
-
-def save_translation(image: torch.Tensor, path: Path) -> None:
-    """Write ``[C, H, W]`` in [0, 1] (C = 1 or 3) in the format ``path``'s suffix names: 8-bit
-    grey for one channel, RGB for three; JPEG at quality 95 and WebP lossless."""
-    from PIL import Image
-
-    pixels = image.clamp(0, 1).mul(255).add_(0.5).to(torch.uint8)
-    array = pixels[0].numpy() if pixels.shape[0] == 1 else pixels.permute(1, 2, 0).numpy()
-    picture = Image.fromarray(array)  # H x W uint8 is grey ("L"), H x W x 3 is RGB
-    file_format = Image.registered_extensions().get(path.suffix.lower())
-    picture.save(path, format=file_format, **_SAVE_OPTIONS.get(file_format or "", {}))
 
 
 def _translate(

@@ -1,11 +1,14 @@
 """Hyperparameter dataclasses: parsing, errors, config files, JSON round trip."""
 
 import json
+import os
+import threading
 from dataclasses import dataclass
 
 import pytest
 
 from gentool.config import (
+    DensityConfig,
     TrainConfig,
     build_config,
     config_fields,
@@ -84,3 +87,42 @@ def test_bad_config_file(tmp_path):
         load_config_file(path)
     with pytest.raises(UserError, match="no such file"):
         load_config_file(tmp_path / "missing.toml")
+
+
+@pytest.mark.parametrize("text", ["nan", "NaN", "inf", "-inf"])
+def test_float_hyperparameters_must_be_finite(text):
+    # NaN passes every `value < minimum` check; torch would fail later with a traceback.
+    floats = [f for f in config_fields(DensityConfig) if f.kind is float]
+    assert {"lr", "weight_decay", "grad_clip", "logit_lambda", "smoothing"} <= {
+        f.name for f in floats
+    }
+    for field in floats:
+        with pytest.raises(UserError, match=f"^{field.flag}: '{text}' is not a finite number$"):
+            build_config(DensityConfig, {field.name: text})
+    with pytest.raises(UserError, match="not a finite number"):
+        build_config(DensityConfig, {"lr": float("nan")})  # as a TOML or JSON file gives it
+
+
+def test_patience_is_zero_or_more():
+    assert build_config(DensityConfig, {"patience": "0"}).patience == 0  # 0 = never stop
+    with pytest.raises(UserError, match="--patience: '-1' is below the minimum 0"):
+        build_config(DensityConfig, {"patience": "-1"})
+
+
+def test_config_from_a_pipe(tmp_path):
+    """`--config <(echo 'lr = 0.001')`: a FIFO, not a regular file, that can be read once."""
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+
+    def shell() -> None:  # the other side of the process substitution
+        with open(fifo, "w") as handle:
+            handle.write("lr = 0.002\n")
+
+    writer = threading.Thread(target=shell, daemon=True)
+    writer.start()
+    try:
+        assert load_config_file(fifo) == {"lr": 0.002}
+    finally:
+        writer.join(timeout=5)
+    with pytest.raises(UserError, match="is a folder"):
+        load_config_file(tmp_path)

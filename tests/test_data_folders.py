@@ -174,3 +174,22 @@ def test_normal_class_and_split_never_change_a_folders_levels(tmp_path):
         Image.fromarray(np.full((10, 12), 300 * i, np.uint16)).save(tmp_path / "b" / f"{i}.tif")
     assert load_folder(tmp_path, DataOptions()).info.levels == 65536
     assert load_folder(tmp_path, DataOptions(normal_class="a")).info.levels == 65536
+
+
+def test_an_exact_height_and_width_for_every_loader(tmp_path):
+    """``image_hw`` (what score sets from a checkpoint) is never squared, unlike --image-size."""
+    from gentool.data import digits, procedural
+    from gentool.data.folders import load_all_images
+
+    for i in range(5):
+        write_image(tmp_path / "flat" / f"{i}.png", 20 * i, size=(12, 10))
+    hw = DataOptions(image_hw=(7, 11))
+    for source in (load_folder(tmp_path / "flat", hw), load_all_images(tmp_path / "flat", hw)):
+        assert source.info.shape == (3, 7, 11)
+        assert source.split(source.splits()[0])[0][0].shape == (3, 7, 11)
+    source = digits.load(hw)
+    assert source.info.shape == (1, 7, 11) and source.split("test")[0][0].shape == (1, 7, 11)
+    square = DataOptions(image_size=5, image_hw=(6, 6))  # image_hw wins
+    assert procedural.load(square).info.shape == (3, 6, 6)
+    with pytest.raises(UserError, match="square images only, not 7x11"):
+        procedural.load(hw)

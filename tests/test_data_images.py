@@ -176,3 +176,42 @@ def test_resize_antialiased_and_clamped():
     edge[:, :, 2:] = 1
     big = resize_image(edge, (16, 16), "bicubic")
     assert big.min() >= 0 and big.max() <= 1
+
+
+def write_with_orientation(path: Path, array: np.ndarray, orientation: int) -> None:
+    exif = Image.Exif()
+    exif[0x0112] = orientation  # EXIF Orientation
+    options = {"quality": 100, "subsampling": 0} if path.suffix == ".jpg" else {}
+    Image.fromarray(array).save(path, exif=exif.tobytes(), **options)
+
+
+@pytest.mark.parametrize("suffix", [".jpg", ".png", ".webp", ".tif"])
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_exif_orientation_is_applied(tmp_path, suffix, orientation):
+    """A phone photo taken sideways (6, 8) loads upright, as PIL's exif_transpose shows it,
+    and its header gives the upright size."""
+    from PIL import ImageOps
+
+    array = (np.random.default_rng(orientation).random((5, 9, 3)) * 255).astype(np.uint8)
+    path = tmp_path / f"photo{suffix}"
+    write_with_orientation(path, array, orientation)
+    with Image.open(path) as image:
+        upright = np.asarray(ImageOps.exif_transpose(image).convert("RGB"), np.float32) / 255
+    loaded = load_image(path)
+    header = read_header(path)
+    assert tuple(loaded.shape) == (3, *upright.shape[:2])
+    assert (header.height, header.width) == upright.shape[:2]
+    assert torch.allclose(loaded, torch.from_numpy(upright).permute(2, 0, 1), atol=1e-6)
+    if orientation == 6 and suffix in (".png", ".tif"):  # lossless: a quarter turn clockwise
+        turned = np.rot90(array, -1).astype(np.float32) / 255
+        assert torch.equal(loaded, torch.from_numpy(turned).permute(2, 0, 1))
+
+
+def test_exif_orientation_of_a_16bit_png(tmp_path):
+    values = np.arange(5 * 9, dtype=np.uint16).reshape(5, 9) * 1000
+    path = tmp_path / "scan.png"
+    write_with_orientation(path, values, 8)  # a quarter turn anticlockwise
+    header = read_header(path)
+    assert (header.height, header.width, header.levels) == (9, 5, 65536)
+    expected = torch.from_numpy(np.rot90(values).astype(np.float32) / 65535)
+    assert torch.equal(load_image(path)[0], expected)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
 from sklearn.datasets import load_digits
 from torch import nn
 from torch.utils.data import TensorDataset
@@ -201,6 +202,8 @@ def test_nan_stops_and_keeps_last_good_checkpoint(tmp_path):
     # The plot of the sound epochs is drawn; no grid from the diverged weights.
     assert (tmp_path / "losses.png").is_file()
     assert [p.name for p in (tmp_path / "samples").iterdir()] == ["epoch_0001.png"]
+    with Image.open(tmp_path / "samples" / "epoch_0001.png") as grid:
+        assert grid.mode == "L"  # a grey model's grid is a grey image
 
 
 def test_nan_validation_loss_stops_and_keeps_the_best_checkpoint(tmp_path):

@@ -7,10 +7,11 @@ import torch
 from PIL import Image
 
 from gentool.data.base import DataInfo
+from gentool.data.images import save_image
 from gentool.errors import UserError
 from gentool.family import DataKind
 from gentool.scoring import score_source
-from gentool.translating import save_translation, translate_folder
+from gentool.translating import translate_folder
 from gentool_translation import fid
 from gentool_translation.config import CycleGANConfig, Pix2PixConfig
 from gentool_translation.cyclegan import CycleGANModel
@@ -73,7 +74,7 @@ def test_a_grey_model_writes_grey_images(folder, tmp_path):
 
 def test_jpeg_outputs_keep_the_detail(tmp_path):
     image = torch.from_numpy(np.asarray(photo(64, 48), dtype=np.float32) / 255).permute(2, 0, 1)
-    save_translation(image, tmp_path / "ours.jpg")
+    save_image(image, tmp_path / "ours.jpg")
     default = Image.fromarray((image.permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8))
     default.save(tmp_path / "default.jpg")  # PIL's own quality, 75
 

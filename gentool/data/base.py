@@ -37,6 +37,9 @@ class DataOptions:
     """How the user asked to load data (CLI flags); ``None`` means the source's own value."""
 
     image_size: int | None = None  # final square size fed to the model
+    # The exact (height, width) fed to the model; wins over image_size. Not a CLI option:
+    # score and translate set it from a checkpoint, whose images need not be square.
+    image_hw: tuple[int, int] | None = None
     channels: int | None = None  # 1 (grayscale) or 3 (RGB)
     load_size: int | None = None  # translation: resize to this before the random crop
     flip: bool = True  # translation: random horizontal flips in training

@@ -26,7 +26,7 @@ from gentool.data.sources import (
     SplitSource,
     TensorImages,
     checked_channels,
-    checked_size,
+    checked_hw,
     normal_class_index,
 )
 from gentool.family import DataKind
@@ -57,11 +57,11 @@ def load(options: DataOptions, root: Path | None = None) -> SplitSource:
         train = train[labels[train] == normal]
 
     channels = checked_channels(options, 1)
-    size = checked_size(options, 8)
-    resize = None if size == 8 else (size, size)
+    size = checked_hw(options, (8, 8))
+    resize = None if size == (8, 8) else size
     preprocessing = {
         "scale": "value / 16",
-        "resize": [size, size],
+        "resize": list(size),
         "interpolation": "bilinear" if resize else None,
         "antialias": bool(resize),
         "channels": channels,
@@ -70,8 +70,8 @@ def load(options: DataOptions, root: Path | None = None) -> SplitSource:
     info = DataInfo(
         kind=DataKind.IMAGES,
         channels=channels,
-        height=size,
-        width=size,
+        height=size[0],
+        width=size[1],
         levels=LEVELS,
         source="digits",
         normal_class=CLASS_NAMES[normal] if normal is not None else None,

@@ -28,7 +28,7 @@ from gentool.data.sources import (
     ImageFiles,
     SplitSource,
     checked_channels,
-    checked_size,
+    checked_hw,
     fixed_split,
     normal_class_index,
 )
@@ -167,11 +167,7 @@ def load_folder(path: Path, options: DataOptions, *, source: str | None = None) 
     levels = folder_levels([file for files in scan.splits.values() for file, _ in files])
     first = read_header(splits["train"][0][0])
     channels = checked_channels(options, first.channels)
-    if options.image_size is not None:
-        side = checked_size(options, first.height)
-        size = (side, side)
-    else:
-        size = (first.height, first.width)
+    size = checked_hw(options, (first.height, first.width))
 
     preprocessing = {
         "layout": scan.layout,
@@ -214,8 +210,7 @@ def load_all_images(path: Path, options: DataOptions) -> SplitSource:
     levels = folder_levels([file for file, _ in files])
     first = read_header(files[0][0])
     channels = checked_channels(options, first.channels)
-    side = checked_size(options, first.height)
-    size = (side, side) if options.image_size is not None else (first.height, first.width)
+    size = checked_hw(options, (first.height, first.width))
     normal = options.normal_class if options.normal_class in scan.class_names else None
     info = DataInfo(
         kind=DataKind.IMAGES,

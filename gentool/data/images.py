@@ -1,4 +1,5 @@
-"""Image files to float tensors in [0, 1]: any bit depth or colour mode, listed and resized."""
+"""Image files to float tensors in [0, 1] (any bit depth or colour mode, listed and resized),
+and tensors back to 8-bit files."""
 
 from __future__ import annotations
 
@@ -13,12 +14,14 @@ from gentool.errors import UserError
 
 __all__ = [
     "IMAGE_EXTENSIONS",
+    "SAVE_EXTENSIONS",
     "ImageHeader",
     "is_image_file",
     "list_images",
     "load_image",
     "read_header",
     "resize_image",
+    "save_image",
     "subfolders",
     "to_channels",
 ]
@@ -27,6 +30,12 @@ __all__ = [
 IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 )
+
+#: File name endings :func:`save_image` writes.
+SAVE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".ppm", ".pgm")
+# PIL's defaults (JPEG quality 75 with 4:2:0 chroma, lossy WebP) would blur the very
+# textures a translation model or a sampler produces.
+_SAVE_OPTIONS = {"JPEG": {"quality": 95, "subsampling": 0}, "WEBP": {"lossless": True}}
 
 # ITU-R 601-2 luma, the weights PIL's convert("L") uses, so 8-bit and 16-bit files agree.
 _LUMA = (0.299, 0.587, 0.114)
@@ -77,6 +86,8 @@ def read_header(path: Path) -> ImageHeader:
     try:
         with Image.open(path) as img:
             mode, (width, height) = img.mode, img.size
+            if _orientation(img) in _SIDEWAYS:  # as load_image returns it: upright
+                width, height = height, width
     except Exception as err:  # PIL raises many types (OSError, SyntaxError, ...) for bad files
         raise UserError(f"cannot read image {path}: {_reason(err)}") from err
     depth = _png_bit_depth(path)
@@ -96,7 +107,8 @@ def load_image(path: Path, channels: int | None = None) -> torch.Tensor:
     """Read an image file as a float tensor ``[C, H, W]`` in [0, 1].
 
     8-bit, 16-bit (PNG and TIFF, grey or colour), 32-bit integer and float TIFF, palette,
-    CMYK and alpha images all load; alpha is dropped, as the reference loaders do.
+    CMYK and alpha images all load; alpha is dropped, as the reference loaders do. An EXIF
+    orientation (a phone photo taken sideways) is applied, as image viewers do.
     ``channels`` (1 or 3) converts grey to RGB (repeat) or RGB to grey (ITU-R 601 luma);
     None keeps the file's own (1 for grey modes, else 3). A file that cannot be read
     raises :class:`UserError` naming it.
@@ -143,17 +155,80 @@ def resize_image(
     return out if image.dim() == 4 else out.squeeze(0)
 
 
+def save_image(images: torch.Tensor, path: Path, nrow: int = 8) -> None:
+    """Write ``[C, H, W]``, or a batch ``[B, C, H, W]`` as a grid of ``nrow`` per row (the
+    layout of torchvision's ``make_grid``), in [0, 1] as an 8-bit file of the format the
+    suffix names (:data:`SAVE_EXTENSIONS`): grey ("L") for one channel, RGB for three;
+    JPEG at quality 95, WebP lossless."""
+    from PIL import Image
+
+    path = Path(path)
+    if path.suffix.lower() not in SAVE_EXTENSIONS:
+        raise UserError(
+            f"{path}: cannot write {path.suffix or 'a file without an extension'}; "
+            f"use {', '.join(SAVE_EXTENSIONS)}"
+        )
+    image = images.detach().float().cpu()
+    if image.dim() == 4:
+        from torchvision.utils import make_grid
+
+        grey = image.shape[1] == 1
+        image = make_grid(image, nrow=nrow)  # always 3 channels: take one back for grey
+        image = image[:1] if grey else image
+    pixels = image.clamp(0, 1).mul(255).add_(0.5).to(torch.uint8)
+    array = pixels[0].numpy() if pixels.shape[0] == 1 else pixels.permute(1, 2, 0).numpy()
+    file_format = Image.registered_extensions()[path.suffix.lower()]
+    picture = Image.fromarray(array)  # H x W uint8 is "L", H x W x 3 is "RGB"
+    picture.save(path, format=file_format, **_SAVE_OPTIONS.get(file_format, {}))
+
+
 def _decode(path: Path) -> torch.Tensor:
-    if _png_bit_depth(path) == 16:
-        return _decode_png16(path)
     from PIL import Image
 
     with Image.open(path) as img:
-        img.load()
-        array = _pil_to_array(img)
-    if array.ndim == 2:
-        array = array[:, :, None]
-    return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))
+        orientation = _orientation(img)
+        if _png_bit_depth(path) == 16:
+            image = _decode_png16(path)
+        else:
+            img.load()
+            array = _pil_to_array(img)
+            if array.ndim == 2:
+                array = array[:, :, None]
+            image = torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))
+    return _apply_orientation(image, orientation)
+
+
+# EXIF Orientation (tag 0x0112): how to turn the stored pixels to display them. 1 is as
+# stored; 5 to 8 swap width and height.
+_ORIENTATION_TAG = 0x0112
+_SIDEWAYS = frozenset({5, 6, 7, 8})
+
+
+def _orientation(img) -> int:
+    """The EXIF orientation (1 to 8) of an open PIL image, read without decoding its pixels."""
+    if img.format == "TIFF":
+        return 1  # PIL turns a TIFF upright itself as it loads it, and gives the upright size
+    if img.format == "PNG" and "exif" not in img.info:
+        return 1  # PIL would decode the whole PNG to look for an eXIf chunk after the pixels
+    try:
+        value = img.getexif().get(_ORIENTATION_TAG, 1)
+    except Exception:  # a damaged EXIF block does not make the pixels unreadable
+        return 1
+    return value if value in range(1, 9) else 1
+
+
+def _apply_orientation(image: torch.Tensor, orientation: int) -> torch.Tensor:
+    """``[C, H, W]`` turned upright as EXIF ``orientation`` says (PIL's ``exif_transpose``)."""
+    if orientation in _SIDEWAYS:
+        image = image.transpose(-1, -2)  # 5 is the transpose; 6, 7, 8 add a flip
+        orientation = {5: 1, 6: 2, 7: 3, 8: 4}[orientation]
+    if orientation == 2:
+        image = image.flip(-1)
+    elif orientation == 3:
+        image = image.flip(-2, -1)
+    elif orientation == 4:
+        image = image.flip(-2)
+    return image.contiguous()
 
 
 def _decode_png16(path: Path) -> torch.Tensor:

@@ -21,6 +21,7 @@ __all__ = [
     "SplitSource",
     "TensorImages",
     "checked_channels",
+    "checked_hw",
     "checked_size",
     "fixed_split",
     "normal_class_index",
@@ -184,7 +185,13 @@ def checked_channels(options: DataOptions, default: int) -> int:
 
 
 def checked_size(options: DataOptions, default: int) -> int:
-    """``--image-size`` (a positive number of pixels), or ``default`` when not given."""
+    """The side of a square data set: ``--image-size`` (or a square ``image_hw``), else
+    ``default``; for sources that make square images only."""
+    if options.image_hw is not None:
+        height, width = checked_hw(options, (default, default))
+        if height != width:
+            raise UserError(f"this data set has square images only, not {height}x{width}")
+        return height
     if options.image_size is None:
         return default
     if options.image_size < 1:
@@ -192,3 +199,17 @@ def checked_size(options: DataOptions, default: int) -> int:
             f"--image-size must be a positive number of pixels, not {options.image_size}"
         )
     return options.image_size
+
+
+def checked_hw(options: DataOptions, default: tuple[int, int]) -> tuple[int, int]:
+    """The (height, width) fed to the model: ``image_hw``, else an ``--image-size`` square,
+    else ``default`` (the data's own)."""
+    if options.image_hw is None:
+        if options.image_size is None:
+            return default
+        side = checked_size(options, 0)
+        return side, side
+    height, width = (int(v) for v in options.image_hw)
+    if height < 1 or width < 1:
+        raise UserError(f"the image size must be positive, not {height}x{width}")
+    return height, width

@@ -81,7 +81,7 @@ def load(name: str, options: DataOptions, root: Path) -> object:
         SplitSource,
         TensorImages,
         checked_channels,
-        checked_size,
+        checked_hw,
         normal_class_index,
     )
 
@@ -99,20 +99,20 @@ def load(name: str, options: DataOptions, root: Path) -> object:
         train_images, train_labels = train_images[keep], train_labels[keep]
 
     channels = checked_channels(options, 1)
-    size = checked_size(options, 28)
-    resize = None if size == 28 else (size, size)
+    size = checked_hw(options, (28, 28))
+    resize = None if size == (28, 28) else size
     info = DataInfo(
         kind=DataKind.IMAGES,
         channels=channels,
-        height=size,
-        width=size,
+        height=size[0],
+        width=size[1],
         levels=256,
         source=name,
         normal_class=spec.class_names[normal] if normal is not None else None,
         class_names=spec.class_names,
         preprocessing={
             "scale": "value / 255",
-            "resize": [size, size],
+            "resize": list(size),
             "interpolation": "bilinear" if resize else None,
             "antialias": bool(resize),
             "channels": channels,
