@@ -76,7 +76,9 @@ def score_source(
     item_paths: dict[str, list[str]] = {}  # translation items name their files
     model.eval()
     model.begin_scoring()
-    with Progress(console=stderr_console(), transient=True) as bar:
+    console = stderr_console()
+    # Off where stderr is no terminal (a log file): there a transient bar leaves a blank line.
+    with Progress(console=console, transient=True, disable=not console.is_terminal) as bar:
         task = bar.add_task("scoring", total=len(dataset))
         for batch in loader:
             if isinstance(batch, list | tuple) and len(batch) == 2:

@@ -66,10 +66,10 @@ def translate_folder(
             skip(err)
             continue
         groups[(header.width, header.height)].append(path)
-    out.mkdir(parents=True, exist_ok=True)
     channels = model.data.channels
     written = 0
-    with Progress(console=console, transient=True) as bar:
+    # Off where stderr is no terminal (a log file): there a transient bar leaves a blank line.
+    with Progress(console=console, transient=True, disable=not console.is_terminal) as bar:
         task = bar.add_task("translating", total=len(paths) - len(skipped))
         for members in groups.values():
             for start in range(0, len(members), batch_size):
@@ -86,6 +86,8 @@ def translate_folder(
                 batch = torch.stack(images).to(model.device)
                 with torch.inference_mode():
                     result = _translate(model, batch, direction, max_size)
+                if not written:  # only now: a model that refuses the direction leaves no folder
+                    _make_folder(out)
                 for image, path in zip(result.float().cpu(), chunk, strict=True):
                     save_image(image, out / path.name)
                 written += len(chunk)
@@ -96,6 +98,13 @@ def translate_folder(
             f"skipped; {written} translated into {out}"
         )
     return written
+
+
+def _make_folder(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:  # a file on the path, no permission
+        raise UserError(f"--out: cannot create the folder {out}: {err.strerror}") from None
 
 
 def _translate(

@@ -150,3 +150,17 @@ def test_bench_extras_do_not_repeat_the_translate_it_times_already():
     # bench times model.translate (the default direction) itself.
     assert set(cyclegan().benchmarks(2)) == {"translate_b2a"}
     assert pix2pix().benchmarks(2) == {}
+
+
+def test_a_refused_direction_creates_no_output_folder(folder, tmp_path, capsys):
+    out = tmp_path / "out"
+    with pytest.raises(UserError, match="trained a2b and translates only that way"):
+        translate_folder(pix2pix(), folder, out, "b2a", batch_size=2)
+    assert not out.exists()
+    assert capsys.readouterr().err == ""  # no progress bar's leftovers in a log
+
+
+def test_an_out_folder_under_a_file_is_one_clear_error(folder, tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(UserError, match="--out: cannot create the folder"):
+        translate_folder(cyclegan(), folder, tmp_path / "file" / "out", None, batch_size=2)
