@@ -2,6 +2,7 @@
 
 import json
 import shlex
+import shutil
 
 import pytest
 
@@ -52,6 +53,7 @@ def test_bench_json_reports_every_figure(family, tmp_path, capsys):
         assert op["per_item_s"] == pytest.approx(op["median_s"] / op["items"])
         assert op["peak_rss_mb"] > 0  # CPU: the process's high-water mark
     assert report["peak_rss_mb"] > 0
+    assert report["skipped"] == {}
     # The report's ratio: generating a batch over one training batch.
     ratio = ops[generate]["median_s"] / ops["train_step"]["median_s"]
     assert report[f"{generate}_over_train_step"] == pytest.approx(ratio)
@@ -73,3 +75,27 @@ def test_bench_config_only_describes_a_fresh_model(tmp_path, capsys):
     config.write_text("{}")
     code, _, err = _bench(capsys, f"maf --checkpoint {tmp_path} --config {config} --device cpu")
     assert code == 2 and "fresh model" in err
+
+
+def test_bench_of_a_distilled_iaf_times_its_distillation_step_and_survives_a_lost_teacher(
+    tmp_path, capsys
+):
+    tiny = "--hidden-features 8 --num-layers 1 --max-steps 1 --device cpu --quiet"
+    teacher, student = tmp_path / "maf", tmp_path / "iaf"
+    assert cli.main(shlex.split(f"train maf --data digits --out {teacher} {tiny}")) == 0
+    arguments = f"train iaf --data digits --teacher {teacher} --out {student} {tiny}"
+    assert cli.main(shlex.split(arguments)) == 0
+    bench = f"iaf -c {student} --batch-size 4 --sample-batch 3 --repeats 1 --device cpu --json"
+    code, out, err = _bench(capsys, bench)
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["config"]["teacher"] and report["skipped"] == {}
+    assert {"train_step", "sample", "score"} <= set(report["ops"])
+    # The teacher is gone: sampling and scoring are still timed, the step is named as missing.
+    shutil.rmtree(teacher)
+    code, out, err = _bench(capsys, bench)
+    assert code == 0, err
+    report = json.loads(out)
+    assert "train_step" not in report["ops"] and {"sample", "score"} <= set(report["ops"])
+    assert "--teacher" in report["skipped"]["train_step"] and "sample_over_train_step" not in report
+    assert "train_step not timed" in err
