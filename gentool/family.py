@@ -7,17 +7,27 @@ only when a command needs it.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
+from gentool.config import TrainConfig, config_fields
 from gentool.errors import UserError
 
 __all__ = ["CAPABILITIES", "DataKind", "FamilySpec"]
 
 #: Everything a family may be able to do; ``bench`` works for every family.
 CAPABILITIES = ("train", "sample", "score", "translate")
+
+#: The model methods each capability promises (the base class's raise NotImplementedError).
+_METHODS = {
+    "train": ("configure_training", "train_step"),
+    "sample": ("sample",),
+    "score": ("score_batch",),
+    "translate": ("translate",),
+}
 
 
 class DataKind(StrEnum):
@@ -61,6 +71,11 @@ class FamilySpec:
             raise ValueError(f"family {self.name!r}: unknown capabilities {sorted(unknown)}")
         if not self.name or not self.name.replace("-", "").replace("_", "").isalnum():
             raise ValueError(f"bad family name {self.name!r}")
+        _check_config(self.name, self.config)
+        if isinstance(self.model, str) and not all(self.model.partition(":")[::2]):
+            raise ValueError(
+                f"family {self.name!r}: model {self.model!r} is not a 'module:Class' string"
+            )
 
     def with_plugin(self, plugin: str, version: str) -> FamilySpec:
         return replace(self, plugin=plugin, plugin_version=version)
@@ -70,12 +85,58 @@ class FamilySpec:
 
     def load_model_class(self) -> type:
         """Import and return the model class (this is where torch gets imported)."""
-        if not isinstance(self.model, str):
-            return self.model
-        module_name, _, attr = self.model.partition(":")
-        try:
-            return getattr(importlib.import_module(module_name), attr)
-        except (ImportError, AttributeError) as err:
+        if isinstance(self.model, str):
+            module_name, _, attr = self.model.partition(":")
+            try:
+                model_class = getattr(importlib.import_module(module_name), attr)
+            except (ImportError, AttributeError) as err:
+                raise UserError(f"{self._who()} failed to load {self.model}: {err}") from err
+        else:
+            model_class = self.model
+        from gentool.model import Model
+
+        if not (isinstance(model_class, type) and issubclass(model_class, Model)):
+            raise UserError(f"{self._who()}: model {model_class!r} is not a gentool.api.Model")
+        missing = [
+            method
+            for capability in sorted(self.capabilities)
+            for method in _METHODS[capability]
+            if getattr(model_class, method) is getattr(Model, method)
+        ]
+        if missing:
             raise UserError(
-                f"family {self.name!r} (plugin {self.plugin}) failed to load {self.model}: {err}"
-            ) from err
+                f"{self._who()}: {model_class.__name__} lacks {', '.join(missing)}, which its "
+                f"capabilities {', '.join(sorted(self.capabilities))} promise"
+            )
+        return model_class
+
+    def _who(self) -> str:
+        return f"family {self.name!r} (plugin {self.plugin or '?'})"
+
+
+def _check_config(name: str, config: Any) -> None:
+    """Catch the config mistakes that would otherwise surface as a traceback in ``train``."""
+    if not (isinstance(config, type) and issubclass(config, TrainConfig)):
+        raise TypeError(
+            f"family {name!r}: config must be a dataclass class subclassing "
+            f"gentool.api.TrainConfig, not {config!r}"
+        )
+    stray = [key for key, value in vars(config).items() if isinstance(value, dataclasses.Field)]
+    if stray:
+        raise TypeError(
+            f"family {name!r}: {config.__name__} needs the @dataclass decorator "
+            f"(without it, these fields are not options: {', '.join(stray)})"
+        )
+    try:
+        fields = config_fields(config)
+    except TypeError:
+        return  # the registry rejects this config with the reason, on its own
+    for f in fields:
+        if f.default is dataclasses.MISSING:
+            raise TypeError(f"family {name!r}: {config.__name__}.{f.name} has no default")
+        try:
+            f.parse(f.default)
+        except UserError as err:
+            raise TypeError(
+                f"family {name!r}: {config.__name__}.{f.name}: bad default ({err})"
+            ) from None

@@ -160,6 +160,25 @@ def test_guide_lists_the_public_api_and_the_reserved_options():
         assert f"`{name}`" in text, f"the guide does not document gentool.api.{name}"
     reserved = [name for name, _, _ in cli._DATA_PARAMS]
     assert all(f"`{name}`" in text for name in reserved)
+    from gentool.config import RESERVED_NAMES
+
+    missing = sorted(name for name in RESERVED_NAMES if f"`{name}`" not in text)
+    assert not missing, f"the guide does not say these field names are taken: {missing}"
+
+
+def test_guide_lists_every_method_a_model_may_override():
+    """Section 4.5's table is where a plugin author learns what the engine calls."""
+    from gentool.model import Model
+
+    text = GUIDE.read_text(encoding="utf-8")
+    table = set(re.findall(r"^\| `(\w+)\(", text, re.MULTILINE))
+    table |= set(re.findall(r"^\| `\w+\(.*?\)` / `(\w+)\(", text, re.MULTILINE))
+    methods = {
+        name
+        for name, value in vars(Model).items()
+        if callable(value) and not name.startswith("_") and name not in ("train", "eval")
+    }
+    assert methods - table == set(), "the guide's model table lacks these methods"
 
 
 # -- the dataset-only plugin ----------------------------------------------------------------------
