@@ -126,6 +126,7 @@ def train(spec: FamilySpec, explicit: dict[str, Any], opts: dict[str, Any]) -> i
         if err.filename is None or not _inside(Path(err.filename), Path(out)):
             raise
         raise UserError(f"cannot write {err.filename}: {err.strerror or err}") from None
+    dist.close()
     summary = {
         "family": spec.name,
         "data": source.info.source,

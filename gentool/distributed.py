@@ -83,6 +83,13 @@ class Distributed:
         if self.active:
             dist.barrier()
 
+    def close(self) -> None:
+        """Leave the process group together once the work is done (a rank that tears its
+        connections down while a peer still uses them can abort that peer)."""
+        if self.active and dist.is_initialized():
+            dist.barrier()
+            dist.destroy_process_group()
+
     @property
     def _device(self) -> torch.device:
         if dist.get_backend() == "nccl":

@@ -53,8 +53,10 @@ def _worker(rank, world, folder):
         for _ in range(3):
             model.step(shard)
         save_file(model.networks.state_dict(), os.path.join(folder, f"rank{rank}.safetensors"))
+        Distributed(rank, world).close()
     finally:
-        dist.destroy_process_group()
+        if dist.is_initialized():
+            dist.destroy_process_group()
 
 
 def _free_port():
