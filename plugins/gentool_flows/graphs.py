@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Any
@@ -28,7 +29,8 @@ class _Entry:
 
 
 class GraphCache:
-    """Captured CUDA graphs of ``fn(x)``, one per input shape and dtype.
+    """Captured CUDA graphs of ``fn(x)``, one per input shape, dtype, device and grad mode
+    (inference mode or not).
 
     A sequential flow pass on the GPU is thousands of tiny kernels, so its time goes to
     launching them; a replayed graph launches them all at once. A graph reads the weights
@@ -69,7 +71,9 @@ class GraphCache:
     def __call__(self, fn: Pass, x: Tensor, signature: Hashable) -> tuple[Tensor, ...]:
         if x.device.type != self.device_type:
             raise ValueError(f"CUDA graphs need a {self.device_type} tensor")
-        key = (tuple(x.shape), x.dtype, x.device)
+        # A capture under inference mode makes its static input an inference tensor, which
+        # a later call outside that mode may not write: one graph per mode.
+        key = (tuple(x.shape), x.dtype, x.device, torch.is_inference_mode_enabled())
         entry = self._entries.get(key)
         if entry is None or entry.signature != signature:
             entry = self._capture(fn, x, signature)
@@ -85,6 +89,11 @@ class GraphCache:
         expected = self._warm_up(fn, static)
         try:
             graph, outputs = self._record(fn, static)
+            # A capture that recorded nothing (work sent to another device's stream) leaves
+            # its outputs as the eager run filled them: poisoned, only a real replay passes.
+            for out in outputs:
+                if out.untyped_storage().data_ptr() != static.untyped_storage().data_ptr():
+                    out.fill_(math.nan if out.is_floating_point() else 0)
             graph.replay()
         except RuntimeError as err:
             text = str(err).strip()
@@ -112,8 +121,21 @@ class GraphCache:
 
     def _record(self, fn: Pass, static: Tensor) -> tuple[Any, tuple[Tensor, ...]]:
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            outputs = tuple(fn(static))
+        # A capture stream on the input's own device: torch's shared default one lives on
+        # whichever GPU was current when it was first made, and a capture there records
+        # nothing of the work on another GPU (cuda:1 while GPU 0 is current).
+        # thread_local: a DataLoader's pinning thread may allocate meanwhile; under the
+        # default (global) mode its CUDA calls would fail, not this capture.
+        stream = torch.cuda.Stream(device=static.device)
+        with torch.cuda.device(static.device):
+            previous = torch.cuda.current_stream()
+            try:
+                with torch.cuda.graph(graph, stream=stream, capture_error_mode="thread_local"):
+                    outputs = tuple(fn(static))
+            finally:
+                # A failed capture raises from the graph's exit before it restores the
+                # stream: later work would run on the capture stream, unordered with the rest.
+                torch.cuda.set_stream(previous)
         return graph, outputs
 
     @staticmethod
