@@ -8,7 +8,6 @@ fast. User errors print one line ``error: ...`` and exit with status 2.
 from __future__ import annotations
 
 import inspect
-import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -19,7 +18,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from gentool import __version__
-from gentool.config import config_fields
+from gentool.config import config_fields, env_flag
 from gentool.errors import TrainingDiverged, UserError
 from gentool.family import DataKind, FamilySpec
 from gentool.registry import get_registry
@@ -491,16 +490,11 @@ def _check_train_family(args: list[str]) -> None:
         get_registry().family(words[1], "train")
 
 
-def _env_flag(name: str) -> bool:
-    """An on/off environment variable: unset, empty, 0, false, no and off mean off."""
-    return os.environ.get(name, "").strip().lower() not in ("", "0", "false", "no", "off")
-
-
 # -- entry point ----------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit status (console script and tests)."""
     args = list(sys.argv[1:] if argv is None else argv)
-    debug = "--debug" in args or _env_flag("GENTOOL_DEBUG")
+    debug = "--debug" in args or env_flag("GENTOOL_DEBUG")
     _register_train_commands()
     try:
         _check_train_family(args)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import types
 import typing
 from dataclasses import dataclass
@@ -42,6 +43,7 @@ __all__ = [
     "config_fields",
     "config_from_json",
     "config_to_dict",
+    "env_flag",
     "load_config_file",
     "option",
 ]
@@ -321,3 +323,8 @@ class DensityConfig(TrainConfig):
         "prior for small one-class data; -1 = auto: 0.1 with --normal-class, else 0 (off)",
         minimum=-1.0,
     )
+
+
+def env_flag(name: str) -> bool:
+    """An on/off environment variable: unset, empty, 0, false, no and off mean off."""
+    return os.environ.get(name, "").strip().lower() not in ("", "0", "false", "no", "off")

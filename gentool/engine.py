@@ -34,7 +34,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
 from gentool.checkpoint import MODEL_FILE, RESUME_FILE, CheckpointMeta, load_resume, save_model
 from gentool.checkpoint import save_resume as write_resume
-from gentool.config import AUTO_SAMPLE_EVERY, config_to_dict
+from gentool.config import AUTO_SAMPLE_EVERY, config_to_dict, env_flag
 from gentool.data.base import DataSource
 from gentool.distributed import Distributed
 from gentool.errors import TrainingDiverged, UserError
@@ -86,6 +86,11 @@ def resolve_device(text: str) -> torch.device:
     try:
         device = torch.device(text)
     except RuntimeError:
+        device = None
+    # torch also names devices gentool does not run on (meta, xla, mps on Linux): they would
+    # fail later, with a traceback, in the first tensor op.
+    mps = device is not None and device.type == "mps" and torch.backends.mps.is_available()
+    if device is None or not (device.type in ("cpu", "cuda") or mps):
         raise UserError(f"--device: {text!r} is not a device (auto, cpu, cuda, cuda:N)") from None
     if device.type == "cuda":
         if not torch.cuda.is_available():
@@ -109,20 +114,63 @@ def seed_everything(seed: int) -> None:
 PRECISIONS = ("fp32", "tf32", "bf16")
 
 
-def precision_context(precision: str, device: torch.device) -> Any:
-    """The arithmetic a training step runs in; fp32 is the safe default, the others opt in.
-
-    ``tf32`` lets CUDA matmuls and convolutions use TensorFloat-32 (weights stay fp32);
-    ``bf16`` runs the step under autocast to bfloat16 (no gradient scaler needed).
-    """
+def _check_precision(precision: str) -> None:
     if precision not in PRECISIONS:
         raise UserError(f"--precision: {precision!r} is not one of {', '.join(PRECISIONS)}")
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = precision == "tf32"
-        torch.backends.cudnn.allow_tf32 = precision == "tf32"
+
+
+def precision_context(precision: str, device: torch.device) -> Any:
+    """The arithmetic a training step runs in: bf16 autocast (no gradient scaler needed)
+    or nothing; the TF32 switches are set for the whole run by :func:`backend_settings`."""
+    _check_precision(precision)
     if precision == "bf16":
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
     return nullcontext()
+
+
+@contextmanager
+def backend_settings(precision: str, device: torch.device) -> Iterator[None]:
+    """The process-wide switches of one training run on ``device``, put back afterwards.
+
+    On CUDA: the run's GPU is the current device (pinned batches, streams and graph
+    captures go there, not to GPU 0); ``tf32`` lets matmuls and convolutions use
+    TensorFloat-32 and the other precisions do not (weights stay fp32); cuDNN autotunes
+    its convolutions for the fixed image sizes. ``GENTOOL_DETERMINISTIC`` asks for
+    deterministic algorithms instead, with the cuBLAS workspace setting CUDA requires;
+    an operation with no deterministic CUDA kernel (CycleGAN's reflection padding,
+    backwards) warns rather than stops the run. A library caller's settings, and the next
+    run in the same process, are unaffected.
+    """
+    _check_precision(precision)
+    cuda = device.type == "cuda"
+    saved = (
+        torch.backends.cuda.matmul.allow_tf32,
+        torch.backends.cudnn.allow_tf32,
+        torch.backends.cudnn.benchmark,
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+    )
+    try:
+        if env_flag("GENTOOL_DETERMINISTIC"):
+            if cuda:  # without it the first cuBLAS matmul raises (CUDA >= 10.2)
+                os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+            torch.use_deterministic_algorithms(True, warn_only=cuda)
+        elif cuda:
+            torch.backends.cudnn.benchmark = True
+        if cuda:
+            torch.backends.cuda.matmul.allow_tf32 = precision == "tf32"
+            torch.backends.cudnn.allow_tf32 = precision == "tf32"
+        with torch.cuda.device(device) if cuda else nullcontext():
+            yield
+    finally:
+        (
+            torch.backends.cuda.matmul.allow_tf32,
+            torch.backends.cudnn.allow_tf32,
+            torch.backends.cudnn.benchmark,
+            deterministic,
+            warn_only,
+        ) = saved
+        torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
 
 
 def to_device(batch: Any, device: torch.device) -> Any:
@@ -249,10 +297,13 @@ def _in_main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
-def _rng_state() -> dict[str, Any]:
+def _rng_state(device: torch.device) -> dict[str, Any]:
     state: dict[str, Any] = {"torch": torch.get_rng_state(), "python": random.getstate()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+    if device.type == "cuda":
+        # The training GPU's generator only: reading every GPU's would open a CUDA context
+        # on each (memory on GPUs the run does not use; an error where they are held in
+        # exclusive mode), and a CPU run touches none.
+        state["cuda"] = torch.cuda.get_rng_state(device)
     try:
         import numpy as np
 
@@ -263,13 +314,17 @@ def _rng_state() -> dict[str, Any]:
     return state
 
 
-def _set_rng_state(state: dict[str, Any]) -> None:
+def _set_rng_state(state: dict[str, Any], device: torch.device) -> None:
     torch.set_rng_state(state["torch"])
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
-    if "cuda" in state and torch.cuda.is_available():
-        cuda_states = state["cuda"][: torch.cuda.device_count()]
-        torch.cuda.set_rng_state_all(cuda_states)
+    cuda_state = state.get("cuda")
+    if device.type == "cuda" and cuda_state is not None:
+        if isinstance(cuda_state, list):  # older resume states hold every GPU's, by index
+            index = device.index if device.index is not None else torch.cuda.current_device()
+            cuda_state = cuda_state[index] if index < len(cuda_state) else None
+        if cuda_state is not None:
+            torch.cuda.set_rng_state(cuda_state, device)
     if "numpy" in state:
         import numpy as np
 
@@ -381,7 +436,7 @@ class Trainer:
             "optimizers": {k: o.state_dict() for k, o in self.model.optimizers.items()},
             "schedulers": {k: s.state_dict() for k, s in self.model.schedulers.items()},
             "extra": self.model.extra_state(),
-            "rng": _rng_state(),
+            "rng": _rng_state(self.run.device),
             "engine": {
                 "epoch": self.epoch,
                 "step": self.step,
@@ -403,7 +458,7 @@ class Trainer:
         for name, scheduler in self.model.schedulers.items():
             scheduler.load_state_dict(state["schedulers"][name])
         self.model.load_extra_state({k: v.to(self.run.device) for k, v in state["extra"].items()})
-        _set_rng_state(state["rng"])
+        _set_rng_state(state["rng"], self.run.device)
         engine = state["engine"]
         self.epoch, self.step = engine["epoch"], engine["step"]
         self.step_in_epoch, self.best = engine["step_in_epoch"], engine["best"]
@@ -706,9 +761,5 @@ def fit(spec: FamilySpec, model: Model, source: DataSource, run: RunOptions) -> 
     """Train ``model`` on ``source`` into ``run.out``, or continue there with ``run.resume``."""
     if run.resume and not (Path(run.out) / RESUME_FILE).is_file():
         raise UserError(f"--resume: {run.out} holds no resume state ({RESUME_FILE})")
-    if os.environ.get("GENTOOL_DETERMINISTIC"):
-        torch.use_deterministic_algorithms(True)
-    elif run.device.type == "cuda":
-        # Fixed image sizes: let cuDNN pick its fastest convolution algorithms once.
-        torch.backends.cudnn.benchmark = True
-    return Trainer(spec, model, source, run).fit()
+    with backend_settings(run.precision, run.device):
+        return Trainer(spec, model, source, run).fit()

@@ -37,8 +37,8 @@ def anomaly_metrics(scores: torch.Tensor, anomaly: torch.Tensor) -> dict[str, An
     """AUROC and AUPRC of ``scores`` (higher = more anomalous) against 0/1 labels."""
     from sklearn.metrics import average_precision_score, roc_auc_score
 
-    y = anomaly.numpy()
-    scores = scores.double()
+    y = anomaly.cpu().numpy()  # scikit-learn reads host memory: a CUDA tensor moves first
+    scores = scores.detach().double().cpu()
     finite = scores[torch.isfinite(scores)]
     if len(finite) < len(scores):
         # Only the order matters to these metrics, and scikit-learn refuses infinities (an
