@@ -20,6 +20,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from gentool.errors import UserError
+
 __all__ = ["Distributed", "setup"]
 
 
@@ -81,13 +83,19 @@ class Distributed:
 
     def barrier(self) -> None:
         if self.active:
-            dist.barrier()
+            if dist.get_backend() == "nccl":
+                # NCCL's barrier is an all-reduce on a GPU; named, it is this rank's own,
+                # not one guessed from the rank before any collective ran (a hang when
+                # the guess is wrong, and a warning each run).
+                dist.barrier(device_ids=[self._device.index])
+            else:
+                dist.barrier()
 
     def close(self) -> None:
         """Leave the process group together once the work is done (a rank that tears its
         connections down while a peer still uses them can abort that peer)."""
         if self.active and dist.is_initialized():
-            dist.barrier()
+            self.barrier()
             dist.destroy_process_group()
 
     @property
@@ -104,6 +112,12 @@ def setup(device: torch.device) -> tuple[Distributed, torch.device]:
         return Distributed(), device
     rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
     if device.type == "cuda":
+        count = torch.cuda.device_count()
+        if local_rank >= count:
+            raise UserError(
+                f"torchrun: local rank {local_rank} needs a GPU of its own but there are only "
+                f"{count}; start at most {count} processes per node (--nproc_per_node)"
+            )
         device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
         backend = "nccl"
