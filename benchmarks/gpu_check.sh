@@ -33,6 +33,9 @@ grep -h "CUDA graphs off" "$OUT/bench.log" && echo "a graph capture was declined
 bench iaf_mnist iaf --image-size 28 --sample-batch 64 --repeats 3
 bench cyclegan_128 cyclegan --image-size 128 --sample-batch 8
 bench pix2pix_256 pix2pix --image-size 256 --sample-batch 8
+# The same CycleGAN step in bf16 autocast and in TF32 (train --precision).
+bench cyclegan_128_bf16 cyclegan --image-size 128 --sample-batch 8 --precision bf16
+bench cyclegan_128_tf32 cyclegan --image-size 128 --sample-batch 8 --precision tf32
 
 # 3. Training steps per second and peak memory of CycleGAN/Pix2Pix (report and reference).
 timeout 300 python benchmarks/translation_speed.py "$OUT/translation_speed.json" \

@@ -85,8 +85,30 @@ def run_bench(
     batch_size: int | None,
     sample_batch: int,
     repeats: int,
+    precision: str = "fp32",
 ) -> dict[str, Any]:
-    """Time every operation ``spec`` declares on ``model``; returns a JSON-able report."""
+    """Time every operation ``spec`` declares on ``model``; returns a JSON-able report.
+
+    Everything runs under the backend switches a training run of ``precision`` sets (cuDNN
+    autotuning and TF32 on CUDA), and the training step in its arithmetic (bf16 autocast),
+    so the step timed is the step ``gentool train --precision`` takes.
+    """
+    from gentool.engine import backend_settings
+
+    with backend_settings(precision, model.device):
+        return _run_bench(spec, model, batch_size, sample_batch, repeats, precision)
+
+
+def _run_bench(
+    spec: FamilySpec,
+    model: Model,
+    batch_size: int | None,
+    sample_batch: int,
+    repeats: int,
+    precision: str,
+) -> dict[str, Any]:
+    from gentool.engine import precision_context
+
     device = model.device
     train_batch = batch_size or model.config.batch_size
     report: dict[str, Any] = {
@@ -94,6 +116,7 @@ def run_bench(
         "device": str(device),
         "device_name": device_name(device),
         "dtype": str(next(model.networks.parameters()).dtype).replace("torch.", ""),
+        "precision": precision,
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "data_shape": list(model.data.shape),
@@ -118,7 +141,8 @@ def run_bench(
 
             def train_step() -> None:
                 model.train()
-                model.train_step(batch)
+                with precision_context(precision, device):
+                    model.train_step(batch)
 
             ops["train_step"] = (train_step, train_batch)
     eval_batch = synthetic_batch(model, sample_batch)
@@ -182,9 +206,11 @@ def print_report(report: dict[str, Any], as_json: bool) -> None:
     from rich.table import Table
 
     console = Console()
+    precision = report.get("precision", "fp32")
+    arithmetic = report["dtype"] + ("" if precision == "fp32" else f", {precision} training")
     console.print(
         f"[bold]{report['family']}[/bold] ({report.get('model', 'fresh')}) on "
-        f"{report['device']} ({report['device_name']}), {report['dtype']}, "
+        f"{report['device']} ({report['device_name']}), {arithmetic}, "
         f"{report['threads']} thread{'' if report['threads'] == 1 else 's'}, "
         f"torch {report['torch']}, "
         f"data {'x'.join(map(str, report['data_shape']))}, "

@@ -441,6 +441,10 @@ def bench(
         bool, typer.Option("--json", help="Print the results as JSON on stdout.")
     ] = False,
     device: Device = "auto",
+    precision: Annotated[
+        str,
+        typer.Option(help="The training step's arithmetic, as in train: fp32, tf32 or bf16."),
+    ] = "fp32",
 ) -> None:
     """Time training, sampling, scoring and translation; peak memory; sample/train ratio."""
     from gentool import commands
@@ -457,6 +461,7 @@ def bench(
         threads,
         as_json,
         device,
+        precision,
     )
 
 

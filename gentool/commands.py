@@ -21,7 +21,7 @@ from gentool.checkpoint import (
 )
 from gentool.config import build_config, config_fields, config_from_json, load_config_file
 from gentool.data.base import DataInfo, DataOptions
-from gentool.engine import PRECISIONS, RunOptions, fit, resolve_device, seed_everything
+from gentool.engine import RunOptions, check_precision, fit, resolve_device, seed_everything
 from gentool.errors import TrainingDiverged, UserError
 from gentool.family import DataKind, FamilySpec
 from gentool.model import Model
@@ -70,8 +70,7 @@ def train(spec: FamilySpec, explicit: dict[str, Any], opts: dict[str, Any]) -> i
         )
     from gentool.distributed import setup
 
-    if opts["precision"] not in PRECISIONS:
-        raise UserError(f"--precision: {opts['precision']!r} is not one of {', '.join(PRECISIONS)}")
+    check_precision(opts["precision"])
     dist, device = setup(resolve_device(opts["device"]))
     source = _resolve_data(data_text, spec.data_kind, options)
     seed_everything(config.seed)
@@ -366,9 +365,11 @@ def bench(
     threads: int | None,
     as_json: bool,
     device_text: str,
+    precision: str = "fp32",
 ) -> None:
     from gentool.bench import print_report, run_bench
 
+    check_precision(precision)
     if repeats < 1 or sample_batch < 1 or (batch_size is not None and batch_size < 1):
         raise UserError("--repeats, --sample-batch and --batch-size must be at least 1")
     if threads is not None:
@@ -386,7 +387,7 @@ def bench(
         values = load_config_file(config_file) if config_file is not None else {}
         model = _fresh_model(spec, image_size, channels, values, device)
         source = "fresh"
-    report = run_bench(spec, model, batch_size, sample_batch, repeats)
+    report = run_bench(spec, model, batch_size, sample_batch, repeats, precision)
     report["model"] = source
     print_report(report, as_json)
 

@@ -45,7 +45,10 @@ __all__ = [
     "FitResult",
     "RunOptions",
     "TrainingDiverged",
+    "backend_settings",
+    "check_precision",
     "fit",
+    "precision_context",
     "resolve_device",
     "seed_everything",
     "to_device",
@@ -114,7 +117,8 @@ def seed_everything(seed: int) -> None:
 PRECISIONS = ("fp32", "tf32", "bf16")
 
 
-def _check_precision(precision: str) -> None:
+def check_precision(precision: str) -> None:
+    """One line naming the choices, for a ``--precision`` that is not one."""
     if precision not in PRECISIONS:
         raise UserError(f"--precision: {precision!r} is not one of {', '.join(PRECISIONS)}")
 
@@ -122,7 +126,7 @@ def _check_precision(precision: str) -> None:
 def precision_context(precision: str, device: torch.device) -> Any:
     """The arithmetic a training step runs in: bf16 autocast (no gradient scaler needed)
     or nothing; the TF32 switches are set for the whole run by :func:`backend_settings`."""
-    _check_precision(precision)
+    check_precision(precision)
     if precision == "bf16":
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
     return nullcontext()
@@ -141,7 +145,7 @@ def backend_settings(precision: str, device: torch.device) -> Iterator[None]:
     backwards) warns rather than stops the run. A library caller's settings, and the next
     run in the same process, are unaffected.
     """
-    _check_precision(precision)
+    check_precision(precision)
     cuda = device.type == "cuda"
     saved = (
         torch.backends.cuda.matmul.allow_tf32,

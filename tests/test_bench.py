@@ -99,3 +99,37 @@ def test_bench_of_a_distilled_iaf_times_its_distillation_step_and_survives_a_los
     assert "train_step" not in report["ops"] and {"sample", "score"} <= set(report["ops"])
     assert "--teacher" in report["skipped"]["train_step"] and "sample_over_train_step" not in report
     assert "train_step not timed" in err
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_bench_times_the_training_step_in_the_precision_train_uses(precision, capsys, monkeypatch):
+    import torch
+
+    from gentool.registry import get_registry
+
+    model_class = get_registry().family("maf").load_model_class()
+    seen: dict[str, bool] = {}
+    for name in ("train_step", "sample"):
+        original = getattr(model_class, name)
+
+        def recording(self, *args, _name=name, _original=original, **kwargs):
+            seen[_name] = torch.is_autocast_enabled("cpu")
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(model_class, name, recording)
+    code, out, err = _bench(
+        capsys,
+        f"maf --batch-size 4 --sample-batch 2 --repeats 1 --device cpu --json "
+        f"--precision {precision}",
+    )
+    assert code == 0, err
+    assert json.loads(out)["precision"] == precision
+    # The step in train's arithmetic; sampling as `gentool sample` runs it, in float32.
+    assert seen == {"train_step": precision == "bf16", "sample": False}
+    assert not torch.is_autocast_enabled("cpu")
+
+
+def test_bench_refuses_an_unknown_precision(capsys):
+    code, out, err = _bench(capsys, "maf --device cpu --precision fp16")
+    assert code == 2 and out == ""
+    assert "--precision: 'fp16' is not one of fp32, tf32, bf16" in err
