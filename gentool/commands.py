@@ -21,6 +21,7 @@ from gentool.checkpoint import (
 )
 from gentool.config import build_config, config_fields, config_from_json, load_config_file
 from gentool.data.base import DataInfo, DataOptions
+from gentool.density import resolve_auto
 from gentool.engine import RunOptions, check_precision, fit, resolve_device, seed_everything
 from gentool.errors import TrainingDiverged, UserError
 from gentool.family import DataKind, FamilySpec
@@ -70,6 +71,7 @@ def train(spec: FamilySpec, explicit: dict[str, Any], opts: dict[str, Any]) -> i
         )
     from gentool.distributed import setup
 
+    _check_seed(config.seed)
     check_precision(opts["precision"])
     dist, device = setup(resolve_device(opts["device"]))
     source = _resolve_data(data_text, spec.data_kind, options)
@@ -154,14 +156,37 @@ def train(spec: FamilySpec, explicit: dict[str, Any], opts: dict[str, Any]) -> i
     return 128 + result.signal if result.signal else 0
 
 
-def _check_out(out: Path) -> None:
+def _check_out(out: Path, flag: str = "--out") -> None:
     """Refuse a run folder that cannot be written before any work starts (nothing is made)."""
     existing = next(p for p in (out, *out.parents) if p.exists() or p == p.parent)
     if not existing.is_dir():
         what = "is a file" if existing == out else f"cannot be made: {existing} is a file"
-        raise UserError(f"--out: {out} {what}; choose a folder")
+        raise UserError(f"{flag}: {out} {what}; choose a folder")
     if not os.access(existing, os.W_OK | os.X_OK):
-        raise UserError(f"--out: {out} cannot be written ({existing} is read-only)")
+        raise UserError(f"{flag}: {out} cannot be written ({existing} is read-only)")
+
+
+def _check_out_file(path: Path, flag: str) -> None:
+    """Refuse an output file that cannot be written before the work that fills it starts."""
+    if path.is_dir():
+        raise UserError(f"{flag}: {path} is a folder; give a file name")
+    existing = next(p for p in path.parents if p.exists() or p == p.parent)
+    if not existing.is_dir():
+        raise UserError(f"{flag}: {path} cannot be made: {existing} is a file")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"{flag}: {path} cannot be written ({existing} is read-only)")
+
+
+#: Seeds are offset and multiplied (per epoch, per rank) before torch reads them, and
+#: torch takes 64 bits: 32-bit seeds leave room for every such offset.
+SEED_LIMIT = 2**32
+
+
+def _check_seed(seed: int) -> None:
+    if not -SEED_LIMIT < seed < SEED_LIMIT:
+        raise UserError(
+            f"--seed must lie between -{SEED_LIMIT - 1} and {SEED_LIMIT - 1}, not {seed}"
+        )
 
 
 def _inside(path: Path, folder: Path) -> bool:
@@ -185,15 +210,16 @@ def _resumed_request(spec: FamilySpec, explicit: dict[str, Any], opts: dict[str,
         info = DataInfo.from_json(meta["gentool.data"])
     except (KeyError, ValueError, TypeError, AttributeError, UserError) as err:
         raise UserError(f"{path}: damaged resume state ({type(err).__name__}: {err})") from None
-    by_name = {f.name: f for f in config_fields(spec.config)}
-    for name, raw in explicit.items():
-        field = by_name[name]
-        if not field.resumable and field.parse(raw) != getattr(saved, name):
+    # A --config file counts as typed: its schedule applies, and anything else must match.
+    file_values = load_config_file(opts["config"]) if opts.get("config") else {}
+    config = build_config(spec.config, {**file_values, **explicit}, base=saved)
+    typed = resolve_auto(config, info)  # `auto` typed again means the value it chose then
+    for field in config_fields(spec.config):
+        if not field.resumable and getattr(typed, field.name) != getattr(saved, field.name):
             raise UserError(
                 f"{field.flag} cannot change when resuming (the model was built with "
-                f"{getattr(saved, name)!r}); start a new run for that"
+                f"{getattr(saved, field.name)!r}); start a new run for that"
             )
-    config = build_config(spec.config, explicit, base=saved)
     _check_data_options(opts, request, info)
     options = DataOptions(**request["options"])  # what the user left out comes from the run
     done = int(meta.get("gentool.epoch", 0)), int(meta.get("gentool.step", 0))
@@ -260,7 +286,8 @@ def sample(
         raise UserError(f"--batch-size must be at least 1, not {batch_size}")
     if not 0 < temperature < math.inf:  # NaN too
         raise UserError(f"--temperature must be a positive number, not {temperature:g}")
-    as_grid = out.suffix.lower() in SAVE_EXTENSIONS
+    _check_seed(seed)
+    as_grid = out.suffix.lower() in SAVE_EXTENSIONS and not out.is_dir()
     if not as_grid and not out.is_dir() and (out.suffix or out.exists()):
         what = (
             "is a file" if out.exists() else f"{out.suffix} is not an image format gentool writes"
@@ -269,6 +296,11 @@ def sample(
             f"--out {out}: {what}; give a {', '.join(SAVE_EXTENSIONS)} file for one grid, "
             "or a folder for one PNG per image"
         )
+    # Checked before sampling, which can take minutes (a MAF samples pixel by pixel).
+    if as_grid:
+        _check_out_file(out, "--out")
+    else:
+        _check_out(out)
     device = resolve_device(device_text)
     model = load_model(spec, checkpoint, device)
     seed_everything(seed)
@@ -277,15 +309,20 @@ def sample(
         for start in range(0, n, batch_size):
             chunks.append(model.sample(min(batch_size, n - start), temperature).float().cpu())
     images = torch.cat(chunks).clamp(0, 1)
-    if as_grid:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        save_image(images, out, nrow=max(1, int(math.ceil(math.sqrt(n)))))
-        written = [out]
-    else:
-        out.mkdir(parents=True, exist_ok=True)
-        written = [out / f"sample_{i:05d}.png" for i in range(n)]
-        for image, path in zip(images, written, strict=True):
-            save_image(image, path)
+    try:
+        if as_grid:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            save_image(images, out, nrow=max(1, int(math.ceil(math.sqrt(n)))))
+            written = [out]
+        else:
+            out.mkdir(parents=True, exist_ok=True)
+            written = [out / f"sample_{i:05d}.png" for i in range(n)]
+            for image, path in zip(images, written, strict=True):
+                save_image(image, path)
+    except OSError as err:  # a full disk, a folder that cannot be made
+        raise UserError(
+            f"--out: cannot write {err.filename or out}: {err.strerror or err}"
+        ) from None
     print(json.dumps({"family": spec.name, "images": n, "out": str(out), "files": len(written)}))
 
 
@@ -305,6 +342,9 @@ def score(
 ) -> None:
     from gentool.scoring import score_source, write_results
 
+    _check_seed(seed)
+    if csv is not None:  # before scoring, which an IAF does pixel by pixel
+        _check_out_file(csv, "--csv")
     device = resolve_device(device_text)
     model = load_model(spec, checkpoint, device)
     info = model.data
@@ -401,6 +441,7 @@ def _fresh_model(
 ) -> Model:
     """A model with the family's defaults (or ``values``) on the data shape users train on."""
     config = build_config(spec.config, values)
+    _check_seed(config.seed)
     if spec.data_kind == DataKind.IMAGES:
         size, chans, levels, source = image_size or 8, channels or 1, 17, "digits-shaped"
     else:

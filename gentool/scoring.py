@@ -151,14 +151,17 @@ def _rows(
 def write_results(result: ScoreResult, as_json: bool, csv: Path | None) -> None:
     """Summary to stdout (a table, or JSON); per-image rows to ``csv`` if asked."""
     if csv is not None:
-        csv.parent.mkdir(parents=True, exist_ok=True)
         keys: list[str] = []
         for row in result.rows:
             keys += [k for k in row if k not in keys]
-        with open(csv, "w", newline="", encoding="utf-8") as handle:
-            writer = csv_module.DictWriter(handle, fieldnames=keys)
-            writer.writeheader()
-            writer.writerows(result.rows)
+        try:
+            csv.parent.mkdir(parents=True, exist_ok=True)
+            with open(csv, "w", newline="", encoding="utf-8") as handle:
+                writer = csv_module.DictWriter(handle, fieldnames=keys)
+                writer.writeheader()
+                writer.writerows(result.rows)
+        except OSError as err:  # a folder of that name, a full disk, no permission
+            raise UserError(f"--csv: cannot write {csv}: {err.strerror or err}") from None
     if as_json:
         print(json.dumps(_finite_json(result.summary), indent=2, default=_json_default))
         return

@@ -94,6 +94,9 @@ def test_grey_samples_are_grey_files(run, tmp_path, capsys):
         (["--temperature", "inf"], "--temperature must be a positive number, not inf"),
         (["--out", "{tmp}/q.gif"], ".gif is not an image format gentool writes; give a .png"),
         (["--out", "{tmp}/notes"], "notes: is a file"),
+        # Refused before sampling, not with a traceback after it.
+        (["--out", "{tmp}/notes/grid.png"], "grid.png cannot be made: " + "{tmp}/notes is a file"),
+        (["--out", "{tmp}/notes/each"], "each cannot be made: {tmp}/notes is a file"),
     ],
 )
 def test_sample_errors_are_one_line(run, tmp_path, capsys, args, message):
@@ -102,7 +105,38 @@ def test_sample_errors_are_one_line(run, tmp_path, capsys, args, message):
     args = [a.format(tmp=tmp_path) for a in args]
     assert main(["sample", "maf", "-c", str(out), "-n", "2", *args]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: ") and message in err, err
+    assert err.startswith("error: ") and message.format(tmp=tmp_path) in err, err
     assert err.count("\n") == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes"]  # nothing made
+    assert (tmp_path / "notes").read_text() == "mine"
+
+
+def test_an_existing_folder_is_a_folder_whatever_its_name(run, tmp_path, capsys):
+    out, _ = run
+    folder = tmp_path / "grid.png"
+    folder.mkdir()
+    assert main(["sample", "maf", "-c", str(out), "-n", "2", "--out", str(folder)]) == 0
+    capsys.readouterr()
+    assert sorted(p.name for p in folder.iterdir()) == ["sample_00000.png", "sample_00001.png"]
+
+
+@pytest.mark.parametrize(
+    ("csv_path", "message"),
+    [
+        ("{tmp}", "--csv: {tmp} is a folder; give a file name"),
+        (
+            "{tmp}/notes/scores.csv",
+            "--csv: {tmp}/notes/scores.csv cannot be made: {tmp}/notes is a file",
+        ),
+    ],
+)
+def test_score_csv_that_cannot_be_written_is_one_line(run, tmp_path, capsys, csv_path, message):
+    out, data = run
+    (tmp_path / "notes").write_text("mine")
+    csv_path = csv_path.format(tmp=tmp_path)
+    args = ["score", "maf", "-c", str(out), "--data", str(data), "--csv", csv_path]
+    assert main(args) == 2
+    captured = capsys.readouterr()
+    assert captured.err == f"error: {message.format(tmp=tmp_path)}\n", captured.err
+    assert captured.out == ""  # refused before scoring
     assert (tmp_path / "notes").read_text() == "mine"
