@@ -249,7 +249,10 @@ def load_model(
         info = DataInfo.from_json(meta.data)
     except (KeyError, ValueError, TypeError) as err:
         raise UserError(f"{path}: damaged gentool metadata (the data: {err})") from None
-    model = spec.load_model_class()(config, info, torch.device(device))
+    try:
+        model = spec.load_model_class()(config, info, torch.device(device))
+    except UserError as err:  # values no training run writes: the file was edited
+        raise UserError(f"{path}: cannot rebuild the model from its metadata: {err}") from None
     misfit = describe_misfit(model.networks.state_dict(), tensors)
     if misfit:
         raise UserError(f"{path} does not fit the {spec.name!r} networks: {misfit}")

@@ -216,3 +216,40 @@ def test_newer_resume_format(tmp_path):
     for read in (read_resume_header, load_resume):
         with pytest.raises(UserError, match="resume format '99'.*upgrade gentool"):
             read(path)
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (("height", -8), "damaged gentool metadata (the data: height must be a positive"),
+        (("channels", 0), "damaged gentool metadata (the data: channels must be a positive"),
+        (("levels", 1), "cannot rebuild the model from its metadata: the data has 1 pixel"),
+        (("logit_lambda", 0.7), "cannot rebuild the model from its metadata: --logit-lambda"),
+    ],
+)
+def test_an_edited_data_description_or_config_is_one_clear_error(tmp_path, capsys, edit, message):
+    """Values no run writes (a hand-edited header) name the file; never a traceback."""
+    import json
+
+    from gentool.cli import main
+    from gentool.config import config_to_dict
+    from gentool.data.base import DataInfo
+    from gentool.family import DataKind
+    from gentool_flows.config import MAFConfig
+    from gentool_flows.models import MAFModel
+
+    info = DataInfo(DataKind.IMAGES, 1, 4, 4, levels=17, source="tiny")
+    config = MAFConfig(hidden_features=(8,), num_layers=1)
+    model = MAFModel(config, info, torch.device("cpu"))
+    data, hyper = json.loads(info.to_json()), config_to_dict(model.config)
+    key, value = edit
+    (data if key in data else hyper)[key] = value
+    meta = CheckpointMeta("maf", "flows", "0", hyper, json.dumps(data))
+    path = tmp_path / "model.safetensors"
+    save_model(path, model.networks.state_dict(), meta)
+    assert (
+        main(["sample", "maf", "-c", str(path), "-n", "1", "--out", str(tmp_path / "s.png")]) == 2
+    )
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {path}: ") and message in err, err
+    assert err.count("\n") == 1

@@ -83,6 +83,10 @@ class DataInfo:
     def from_json(cls, text: str) -> DataInfo:
         data = json.loads(text)
         data["kind"] = DataKind(data["kind"])
+        for name in ("channels", "height", "width", "levels"):  # a tampered file's too
+            value = data.get(name, 1)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive whole number, not {value!r}")
         data["class_names"] = tuple(data.get("class_names", ()))
         return cls(**data)
 
