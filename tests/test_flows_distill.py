@@ -149,3 +149,35 @@ def test_distillation_through_the_cli(tmp_path, capsys):
     assert code == 2 and "Traceback" not in err
     (line,) = [line for line in err.splitlines() if line.startswith("error:")]
     assert "--teacher" in line and "1x8x8 vs 1x4x4" in line
+
+
+def test_the_teacher_beside_the_student_leaves_its_scores_alone(teacher_file, tmp_path):
+    """A distilled student's scores are the same with and without its teacher, and the
+    teacher's NLL beside them is the one the teacher gets on its own: loading and running
+    the teacher draw nothing from the scoring noise."""
+    from gentool.engine import seed_everything
+    from gentool.scoring import score_source
+
+    images = [(image, -1) for image in _digits()[:40]]
+    config = IAFConfig(hidden_features=(16,), num_layers=2, teacher=teacher_file)
+    student = IAFModel(config, INFO, torch.device("cpu"))
+
+    def score(model) -> dict:
+        seed_everything(0)
+        rows = score_source(model, images, None, 16, torch.device("cpu")).rows
+        return {key: [row[key] for row in rows] for key in rows[0]}
+
+    with_teacher = score(student)
+    student.distillation = None
+    student.config.teacher = str(tmp_path / "moved")  # a teacher that cannot be read
+    alone = score(student)
+    assert "teacher_nll" not in alone
+    assert with_teacher["nll"] == alone["nll"]
+    teacher = load_model("maf", teacher_file, "cpu")
+    assert with_teacher["teacher_nll"] == score(teacher)["nll"]
+
+
+def test_an_unreadable_teacher_is_named_as_the_teacher(tmp_path):
+    (tmp_path / "run").mkdir()
+    with pytest.raises(UserError, match=r"^--teacher: .*run is a folder without model"):
+        load_teacher(tmp_path / "run", INFO, 1e-6, torch.device("cpu"))

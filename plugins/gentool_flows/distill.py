@@ -65,7 +65,10 @@ def load_teacher(
             f"--teacher: no such run folder or file: {path} (a relative path is read from "
             "the current folder)"
         )
-    teacher = load_model(None, path, device)
+    try:
+        teacher = load_model(None, path, device)
+    except UserError as err:  # its messages name --checkpoint, which the user did not type
+        raise UserError(f"--teacher: {str(err).removeprefix('--checkpoint: ')}") from None
     if not isinstance(teacher, DensityModel):
         family = teacher.checkpoint_meta.family
         raise UserError(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -148,20 +149,32 @@ class IAFModel(_FlowModel):
     def begin_scoring(self) -> None:
         super().begin_scoring()
         if self.config.teacher and self.distillation is None:
+            # Building the teacher draws its initial weights: on a fork of the RNG, so the
+            # scoring noise after it is what it would be without a teacher.
             try:
-                self.distillation = self._load_teacher()
+                with self._side_rng():
+                    self.distillation = self._load_teacher()
             except UserError as err:  # the student scores on; the summary says why
                 self._teacher_note = f"unavailable: {err}"
         self._compared = ([], []) if self.distillation is not None else None
 
     @torch.no_grad()
     def score_batch(self, batch: Any) -> dict[str, torch.Tensor]:
-        scores = super().score_batch(batch)
-        if self._compared is not None:
-            scores["teacher_nll"] = self.distillation.teacher.score_batch(batch)["nll"]
-            self._compared[0].append(scores["nll"])
-            self._compared[1].append(scores["teacher_nll"])
+        if self._compared is None:
+            return super().score_batch(batch)
+        # The teacher draws its dequantisation noise from a fork of the RNG: the student's
+        # scores are then those it gets without its teacher, and both score the same noisy
+        # pixels, so the gap between them is not blurred by the noise.
+        with self._side_rng():
+            teacher_nll = self.distillation.teacher.score_batch(batch)["nll"]
+        scores = {**super().score_batch(batch), "teacher_nll": teacher_nll}
+        self._compared[0].append(scores["nll"])
+        self._compared[1].append(scores["teacher_nll"])
         return scores
+
+    def _side_rng(self) -> contextlib.AbstractContextManager:
+        """A fork of the RNG (and of this model's GPU's): draws in it leave the stream alone."""
+        return torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else [])
 
     @torch.no_grad()
     def finish_scoring(self) -> dict[str, Any]:
