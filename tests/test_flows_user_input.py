@@ -157,3 +157,24 @@ def test_api_load_model_takes_the_cli_device_names(tiny_run):
     if not torch.cuda.is_available():
         with pytest.raises(UserError, match="CUDA is not available here"):
             api.load_model("maf", tiny_run, "cuda")
+
+
+@pytest.mark.parametrize(
+    ("command", "seed"),
+    [("train", "35184372088832"), ("sample", "99999999999999999999"), ("score", "-1099511627776")],
+)
+def test_a_seed_torch_cannot_take_is_one_line(tiny_run, tmp_path, capsys, command, seed):
+    """A seed past 64 bits (or one that the per-epoch seeds push past it) was a traceback,
+    after ``--overwrite`` had already cleared the run folder."""
+    out = tmp_path / "run"
+    args = {
+        "train": ["train", "maf", "--data", "digits", "--out", str(out), "--overwrite", "-q"],
+        "sample": ["sample", "maf", "-c", str(tiny_run), "--out", str(tmp_path / "s.png")],
+        "score": ["score", "maf", "-c", str(tiny_run), "--data", "digits"],
+    }[command]
+    out.mkdir()
+    (out / "metrics.jsonl").write_text("mine\n")
+    assert main([*args, "--seed", seed]) == 2
+    err = capsys.readouterr().err
+    assert err == f"error: --seed must lie between -4294967295 and 4294967295, not {seed}\n"
+    assert (out / "metrics.jsonl").read_text() == "mine\n"

@@ -109,3 +109,24 @@ def cyclegan_run(tmp_path):
 def test_translation_data_options_are_checked(cyclegan_run, capsys, typed, message):
     err = _error(capsys, ["train", "cyclegan", "--resume", "--out", str(cyclegan_run), *typed])
     assert message in err
+
+
+def test_a_config_file_counts_when_resuming(tmp_path, capsys):
+    """``--resume --config FILE``: the file's schedule applies and its other values are
+    checked like typed ones, instead of the whole file being ignored."""
+    out = tmp_path / "maf3"
+    start = ["train", "maf", "--data", "digits", "--normal-class", "3", "--epochs", "1"]
+    assert main([*start, "--out", str(out), *TINY]) == 0
+    capsys.readouterr()
+    before = (out / RESUME_FILE).read_bytes()
+    other = tmp_path / "other.toml"
+    other.write_text("num-layers = 2\nepochs = 2\n")
+    resume = ["train", "maf", "--resume", "--out", str(out), "-q"]
+    err = _error(capsys, [*resume, "--config", str(other)])
+    assert "--num-layers cannot change when resuming (the model was built with 1)" in err
+    assert (out / RESUME_FILE).read_bytes() == before  # nothing trained
+    # The values the run started with, `auto` ones too, and a longer schedule.
+    same = tmp_path / "same.toml"
+    same.write_text("hidden-features = [16]\nnum-layers = 1\nlogit-lambda = -1\nepochs = 2\n")
+    assert main([*resume, "--config", str(same)]) == 0
+    assert json.loads(capsys.readouterr().out)["epochs"] == 2
