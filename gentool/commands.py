@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -23,7 +24,7 @@ from gentool.config import build_config, config_fields, config_from_json, load_c
 from gentool.data.base import DataInfo, DataOptions
 from gentool.density import resolve_auto
 from gentool.engine import RunOptions, check_precision, fit, resolve_device, seed_everything
-from gentool.errors import TrainingDiverged, UserError
+from gentool.errors import NoClasses, TrainingDiverged, UserError
 from gentool.family import DataKind, FamilySpec
 from gentool.model import Model
 from gentool.progress import stderr_console
@@ -40,6 +41,8 @@ def train(spec: FamilySpec, explicit: dict[str, Any], opts: dict[str, Any]) -> i
     stopped the run after saving, so that a shell script stops there too.
     """
     done, done_steps = 0, 0  # epochs and steps the run has already trained
+    if opts["resume"] and opts["overwrite"]:
+        raise UserError("--resume continues the run in --out and --overwrite clears it: give one")
     if opts["out"] is not None:
         _check_out(Path(opts["out"]))
     if opts["resume"]:
@@ -60,6 +63,8 @@ def train(spec: FamilySpec, explicit: dict[str, Any], opts: dict[str, Any]) -> i
                 f"{out} already holds a run; continue it with --resume, "
                 "start afresh with --overwrite, or choose another --out"
             )
+        if existing:
+            _check_overwrite_keeps_inputs(spec, config, Path(out))
         options = DataOptions(
             image_size=opts["image_size"],
             channels=opts["channels"],
@@ -187,6 +192,18 @@ def _check_seed(seed: int) -> None:
         raise UserError(
             f"--seed must lie between -{SEED_LIMIT - 1} and {SEED_LIMIT - 1}, not {seed}"
         )
+
+
+def _check_overwrite_keeps_inputs(spec: FamilySpec, config: Any, out: Path) -> None:
+    """``--overwrite`` clears ``out``: refuse when a hyperparameter names a file or folder
+    there that the run reads (a distilled IAF's ``--teacher`` run)."""
+    for field in config_fields(spec.config):
+        value = getattr(config, field.name)
+        if isinstance(value, str) and value and Path(value).exists() and _inside(Path(value), out):
+            raise UserError(
+                f"{field.flag} {value} lies in --out {out}, which --overwrite would clear; "
+                "choose another --out"
+            )
 
 
 def _inside(path: Path, folder: Path) -> bool:
@@ -364,7 +381,15 @@ def score(
         dataset, labels_source = resolve_images(images, options)
         split_name = "all"
     else:
-        labels_source = _resolve_data(data, spec.data_kind, options)
+        try:
+            labels_source = _resolve_data(data, spec.data_kind, options)
+        except NoClasses:
+            if normal_class is not None:
+                raise
+            # A one-class model on a folder without classes: its checkpoint's class has
+            # nothing to label, so the images are scored as --images scores them.
+            options = dataclasses.replace(options, normal_class=None)
+            labels_source = _resolve_data(data, spec.data_kind, options)
         dataset, split_name = labels_source.split(split), split
     seed_everything(seed)
     result = score_source(model, dataset, labels_source, batch_size, device)

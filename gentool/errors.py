@@ -1,6 +1,6 @@
 """The one exception type for mistakes a user can fix (printed as one line, exit 2)."""
 
-__all__ = ["TrainingDiverged", "UserError"]
+__all__ = ["NoClasses", "TrainingDiverged", "UserError"]
 
 
 class UserError(Exception):
@@ -9,6 +9,10 @@ class UserError(Exception):
     The CLI prints ``error: <message>`` on one line and exits with status 2; no traceback.
     The message says what is wrong and, where it can, what to do.
     """
+
+
+class NoClasses(UserError):
+    """A normal class was asked of data that has no classes (a flat folder of images)."""
 
 
 class TrainingDiverged(Exception):

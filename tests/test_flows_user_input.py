@@ -178,3 +178,54 @@ def test_a_seed_torch_cannot_take_is_one_line(tiny_run, tmp_path, capsys, comman
     err = capsys.readouterr().err
     assert err == f"error: --seed must lie between -4294967295 and 4294967295, not {seed}\n"
     assert (out / "metrics.jsonl").read_text() == "mine\n"
+
+
+def test_resume_and_overwrite_together_are_refused(tiny_run, capsys):
+    before = (tiny_run / "model.safetensors").read_bytes()
+    args = ["train", "maf", "--resume", "--overwrite", "--out", str(tiny_run), "-q"]
+    assert main(args) == 2
+    assert "give one" in capsys.readouterr().err
+    assert (tiny_run / "model.safetensors").read_bytes() == before
+
+
+def test_overwrite_never_clears_the_teacher_it_reads(tiny_run, tmp_path, capsys):
+    """``train iaf --teacher RUN --out RUN --overwrite`` would delete the teacher's weights."""
+    import shutil
+
+    teacher = tmp_path / "maf"
+    shutil.copytree(tiny_run, teacher)
+    before = (teacher / "model.safetensors").read_bytes()
+    for out in (teacher, tmp_path):  # the teacher's own folder, or one above it
+        args = ["train", "iaf", "--data", "digits", "--teacher", str(teacher), "--out", str(out)]
+        (out / "model.safetensors").touch()  # a run there to overwrite
+        if out != teacher:
+            (out / "model.safetensors").write_text("an earlier run")
+        assert main([*args, "--overwrite", "--max-steps", "1", "-q"]) == 2
+        err = capsys.readouterr().err
+        assert f"--teacher {teacher} lies in --out {out}, which --overwrite would clear" in err
+    assert (teacher / "model.safetensors").read_bytes() == before
+    assert (tmp_path / "model.safetensors").read_text() == "an earlier run"
+
+
+def test_a_one_class_model_scores_a_folder_without_classes(tmp_path, capsys):
+    """The checkpoint's normal class has nothing to label in a flat folder: its images are
+    scored, as ``--images`` scores them, instead of an error about a flag nobody typed."""
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    run = tmp_path / "maf3"
+    args = ["train", "maf", "--data", "digits", "--normal-class", "3", "--max-steps", "1"]
+    assert (
+        main([*args, "--hidden-features", "8", "--num-layers", "1", "--out", str(run), "-q"]) == 0
+    )
+    folder = tmp_path / "flat"
+    folder.mkdir()
+    for i, image in enumerate(load_digits().images[:12]):
+        Image.fromarray((image * 255 / 16).astype("uint8")).save(folder / f"{i}.png")
+    capsys.readouterr()
+    score = ["score", "maf", "-c", str(run), "--data", str(folder), "--split", "test", "--json"]
+    assert main(score) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert 0 < summary["images"] < 12 and "auroc" not in summary
+    assert main([*score, "--normal-class", "3"]) == 2  # typed, it is still an error
+    assert "has no classes, so --normal-class cannot apply" in capsys.readouterr().err

@@ -158,8 +158,8 @@ def resize_image(
 def save_image(images: torch.Tensor, path: Path, nrow: int = 8) -> None:
     """Write ``[C, H, W]``, or a batch ``[B, C, H, W]`` as a grid of ``nrow`` per row (the
     layout of torchvision's ``make_grid``), in [0, 1] as an 8-bit file of the format the
-    suffix names (:data:`SAVE_EXTENSIONS`): grey ("L") for one channel, RGB for three;
-    JPEG at quality 95, WebP lossless."""
+    suffix names (:data:`SAVE_EXTENSIONS`): grey ("L") for one channel, RGB for three
+    (WebP has no grey mode: Pillow stores grey as RGB); JPEG at quality 95, WebP lossless."""
     from PIL import Image
 
     path = Path(path)

@@ -12,7 +12,7 @@ from torch.utils.data import Dataset
 
 from gentool.data.base import DataInfo, DataOptions, DataSource
 from gentool.data.images import load_image, resize_image, to_channels
-from gentool.errors import UserError
+from gentool.errors import NoClasses, UserError
 
 __all__ = [
     "SPLIT_SEED",
@@ -163,7 +163,7 @@ def normal_class_index(
         return None
     names = list(class_names)
     if not names:
-        raise UserError(
+        raise NoClasses(
             f"{source} has no classes, so --normal-class cannot apply; "
             "give a folder with one subfolder per class"
         )
