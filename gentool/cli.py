@@ -8,6 +8,7 @@ fast. User errors print one line ``error: ...`` and exit with status 2.
 from __future__ import annotations
 
 import inspect
+import re
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -465,6 +466,31 @@ def bench(
     )
 
 
+def _out_of_memory(err: Exception) -> str | None:
+    """One line for torch running out of memory (CUDA or host), or None for other errors.
+
+    Most often a GPU too small for the image size or batch (CycleGAN at 256 px wants more
+    than 4 GB): the cure is a flag, so the user gets the flag, not a traceback.
+    """
+    text = str(err)
+    cuda = type(err).__name__ == "OutOfMemoryError" or "CUDA out of memory" in text
+    if not (cuda or "can't allocate memory" in text):
+        return None
+    asked = ""
+    match = re.search(r"[Tt]ried to allocate ([\d.]+ ?[KMGT]iB|\d+ bytes)", text)
+    if match:
+        amount = match.group(1)
+        if amount.endswith(" bytes"):
+            amount = f"{int(amount.split()[0]) / 2**30:.2f} GiB"
+        asked = f" (one allocation of {amount})"
+    where = "the GPU" if cuda else "the host"
+    return (
+        f"out of memory on {where}{asked}: lower --batch-size, --image-size or the network's "
+        "size (`gentool bench FAMILY` reports peak memory); checkpoints already written are "
+        "kept"
+    )
+
+
 def _one_line(err: Exception) -> str:
     """The message alone, also when a DataLoader worker wrapped it in its traceback."""
     text = str(err)
@@ -526,6 +552,10 @@ def main(argv: list[str] | None = None) -> int:
         stderr.print("aborted")
         return 130
     except Exception as err:
+        memory = _out_of_memory(err)
+        if memory is not None and not debug:
+            stderr.print(f"[red]error:[/red] {memory}", highlight=False, soft_wrap=True)
+            return 1
         # Usage errors of the parser (unknown option, bad value): one line, like ours.
         if hasattr(err, "format_message") and hasattr(err, "exit_code"):
             if debug:

@@ -78,3 +78,60 @@ def test_gentool_debug_on(monkeypatch):
     monkeypatch.setenv("GENTOOL_DEBUG", "1")
     with pytest.raises(Exception, match="/no/such/folder"):
         main(["train", "maf", "--data", "/no/such/folder"])
+
+
+@pytest.mark.parametrize(
+    ("error", "where", "amount"),
+    [
+        (
+            "OutOfMemoryError",
+            "the GPU",
+            "2.00 GiB",  # torch's CUDA message, in its own exception type
+        ),
+        ("RuntimeError", "the host", "23.84 GiB"),  # the CPU allocator's, in bytes
+    ],
+)
+def test_out_of_memory_is_one_line_and_keeps_the_run(error, where, amount, tmp_path, capsys):
+    """A GPU too small for the batch or image size: the flags to change, not a traceback;
+    the run folder keeps its checkpoint."""
+    import torch
+
+    out = tmp_path / "run"
+    assert main([*TRAIN, "--max-steps", "1", "--out", str(out)]) == 0
+    before = (out / "model.safetensors").read_bytes()
+    text = {
+        "OutOfMemoryError": "CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total "
+        "capacity of 3.94 GiB of which 1.2 GiB is free.",
+        "RuntimeError": "[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: "
+        "can't allocate memory: you tried to allocate 25600000000 bytes. Error code 12",
+    }[error]
+
+    def step(*args, **kwargs):
+        raise (torch.OutOfMemoryError if error == "OutOfMemoryError" else RuntimeError)(text)
+
+    from gentool_flows.models import MAFModel
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(MAFModel, "train_step", step)
+        capsys.readouterr()
+        args = [*TRAIN, "--resume", "--epochs", "400", "--out", str(out)]
+        assert main(args) == 1
+        err = capsys.readouterr().err  # after the run's header line, one error line
+        assert err.startswith("training maf on digits") and "Traceback" not in err
+        assert err.splitlines()[1:] == [
+            f"error: out of memory on {where} (one allocation of {amount}): lower --batch-size, "
+            "--image-size or the network's size (`gentool bench FAMILY` reports peak memory); "
+            "checkpoints already written are kept"
+        ]
+        assert (out / "model.safetensors").read_bytes() == before
+        with pytest.raises(RuntimeError):  # --debug shows the traceback
+            main(["--debug", *args])
+
+
+def test_other_runtime_errors_still_show_their_traceback(monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug of ours")
+
+    monkeypatch.setattr(commands, "train", broken)
+    with pytest.raises(RuntimeError, match="a bug of ours"):
+        main([*TRAIN, "--out", "unused"])
