@@ -89,7 +89,12 @@ def translate_folder(
                 if not written:  # only now: a model that refuses the direction leaves no folder
                     _make_folder(out)
                 for image, path in zip(result.float().cpu(), chunk, strict=True):
-                    save_image(image, out / path.name)
+                    try:
+                        save_image(image, out / path.name)
+                    except OSError as err:  # a folder of that name, a full disk, no permission
+                        raise UserError(
+                            f"--out: cannot write {out / path.name}: {err.strerror or err}"
+                        ) from None
                 written += len(chunk)
                 bar.advance(task, len(chunk))
     if skipped:

@@ -164,3 +164,10 @@ def test_an_out_folder_under_a_file_is_one_clear_error(folder, tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(UserError, match="--out: cannot create the folder"):
         translate_folder(cyclegan(), folder, tmp_path / "file" / "out", None, batch_size=2)
+
+
+def test_an_output_that_cannot_be_written_is_one_clear_error(folder, tmp_path):
+    out = tmp_path / "out"
+    (out / "wide.png").mkdir(parents=True)  # a folder where an output file must go
+    with pytest.raises(UserError, match=r"--out: cannot write .*wide\.png: Is a directory"):
+        translate_folder(cyclegan(), folder, out, None, batch_size=1)
