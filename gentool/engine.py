@@ -507,6 +507,8 @@ class Trainer:
             return self._result("finished")
         if self._patience_exhausted():  # resumed after early stopping: write nothing
             return self._result("early-stopped")
+        if self._at_max_steps():  # resumed with its --max-steps made: write nothing
+            return self._result("max-steps")
         self.dist.prepare(self.model)
         train_loader, val_loader = self._loaders()
         preview = self._preview_batch()

@@ -263,6 +263,14 @@ def test_resuming_a_run_that_has_its_epochs_trains_nothing(tmp_path):
     assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file()} == before
 
 
+def test_resuming_a_run_that_has_its_max_steps_trains_nothing(tmp_path):
+    _train(tmp_path, epochs=2, max_steps=5)
+    before = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file()}
+    result, _ = _train(tmp_path, epochs=2, max_steps=5, resume=True)
+    assert (result.stopped, result.epochs, result.steps) == ("max-steps", 0, 5)
+    assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file()} == before
+
+
 def test_early_stopping_keeps_the_best(tmp_path):
     result, _ = _train(tmp_path, epochs=40, patience=2, lr=0.5)
     epochs = [r for r in _records(tmp_path) if r["type"] == "epoch"]
