@@ -278,6 +278,17 @@ def test_scoring_without_the_weights_says_so_in_one_line_and_reports_the_rest(hu
     assert not any(key.startswith(("fid", "kid")) for key in result.summary)
 
 
+@pytest.mark.parametrize(("content", "error"), [(b"junk\n", "KeyError: "), (b"", "EOFError;")])
+def test_a_damaged_weights_file_is_named_with_what_to_do(hub_dir, capsys, content, error):
+    path = fid.inception_weights_path()
+    path.parent.mkdir(parents=True)
+    path.write_bytes(content)  # a partial copy, or another file under the weights' name
+    assert fid.fid_kid_metrics(("a2b",), torch.device("cpu")) == {}
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"FID/KID skipped: cannot load the Inception-v3 weights ({path}): ")
+    assert error in line and f"delete it and fetch it again with {fid.DOWNLOAD_ENV}=1" in line
+
+
 def test_fid_can_be_switched_off(hub_dir, monkeypatch, capsys):
     monkeypatch.setenv(fid.ENABLE_ENV, "0")
     assert fid.fid_kid_metrics(("a2b",), torch.device("cpu")) == {}

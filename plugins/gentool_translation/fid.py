@@ -342,7 +342,7 @@ def fid_kid_metrics(
     except Exception as err:  # optional metric: any unreadable weights file skips it, said once
         from gentool.progress import stderr_console
 
-        reason = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+        reason = _load_failure(err, path)
         stderr_console().print(
             f"FID/KID skipped: cannot load the Inception-v3 weights ({path}): {reason}",
             highlight=False,
@@ -350,3 +350,14 @@ def fid_kid_metrics(
         )
         return {}
     return {direction: FeatureDistance(features) for direction in directions}
+
+
+def _load_failure(err: BaseException, path: Path) -> str:
+    """Why the weights did not load, in words. Unpickling a file that is not torch weights
+    fails with errors that say nothing alone (``KeyError(174812789)``, a bare ``EOFError``)."""
+    text = str(err).strip()
+    first = text.splitlines()[0][:200] if text else ""
+    if isinstance(err, OSError) or not path.is_file():  # no network, a file that cannot open
+        return first or type(err).__name__
+    detail = f"{type(err).__name__}: {first}" if first else type(err).__name__
+    return f"{detail}; if the file is damaged, delete it and fetch it again with {DOWNLOAD_ENV}=1"
