@@ -166,6 +166,15 @@ def test_list_images_sorted_case_insensitive_no_hidden(tmp_path):
     assert [p.name for p in list_images(tmp_path)] == ["a.jpg", "b.PNG", "c.TIFF", "d.webp"]
 
 
+def test_a_broken_link_is_listed_and_named_when_read(tmp_path):
+    (tmp_path / "real.png").write_bytes(b"")
+    (tmp_path / "linked.png").symlink_to(tmp_path / "real.png")
+    (tmp_path / "gone.png").symlink_to(tmp_path / "deleted.png")
+    assert [p.name for p in list_images(tmp_path)] == ["gone.png", "linked.png", "real.png"]
+    with pytest.raises(UserError, match="cannot read image .*gone.png"):
+        read_header(tmp_path / "gone.png")
+
+
 def test_resize_antialiased_and_clamped():
     image = torch.zeros(3, 64, 64)
     image[:, ::2] = 1.0  # stripes alias badly without antialiasing

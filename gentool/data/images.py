@@ -60,13 +60,21 @@ def is_image_file(path: Path) -> bool:
 
 
 def list_images(folder: Path) -> list[Path]:
-    """The image files directly inside ``folder``, sorted by name; other files are ignored."""
+    """The image files directly inside ``folder``, sorted by name; other files are ignored.
+
+    A broken link with an image's name is listed, so that reading it names it rather than
+    the image going missing without a word.
+    """
     folder = Path(folder)
     try:
         entries = list(folder.iterdir())
     except OSError as err:
         raise UserError(f"cannot list {folder}: {err.strerror or err}") from err
-    return sorted(p for p in entries if is_image_file(p) and p.is_file())
+    return sorted(p for p in entries if is_image_file(p) and (p.is_file() or _broken_link(p)))
+
+
+def _broken_link(path: Path) -> bool:
+    return path.is_symlink() and not path.exists()
 
 
 def subfolders(folder: Path) -> list[Path]:
