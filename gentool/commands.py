@@ -43,6 +43,12 @@ def train(spec: FamilySpec, explicit: dict[str, Any], opts: dict[str, Any]) -> i
     done, done_steps = 0, 0  # epochs and steps the run has already trained
     if opts["resume"] and opts["overwrite"]:
         raise UserError("--resume continues the run in --out and --overwrite clears it: give one")
+    if opts["max_steps"] is not None and opts["max_steps"] < 1:
+        raise UserError(f"--max-steps must be at least 1, got {opts['max_steps']}")
+    if opts["workers"] is not None and opts["workers"] < 0:
+        raise UserError(
+            f"--workers must be 0 (load in this process) or more, got {opts['workers']}"
+        )
     if opts["out"] is not None:
         _check_out(Path(opts["out"]))
     if opts["resume"]:
@@ -101,6 +107,12 @@ def train(spec: FamilySpec, explicit: dict[str, Any], opts: dict[str, Any]) -> i
         console.print(
             f"{out} already has {done} epochs (--epochs {config.epochs}): nothing to train; "
             "pass a larger --epochs to train on",
+            soft_wrap=True,
+        )
+    elif dist.main and run.max_steps is not None and done_steps >= run.max_steps:
+        console.print(
+            f"{out} already has {done_steps} steps (--max-steps {run.max_steps}): nothing to "
+            "train; pass a larger --max-steps to train on",
             soft_wrap=True,
         )
     elif dist.main:
@@ -467,6 +479,10 @@ def _fresh_model(
     """A model with the family's defaults (or ``values``) on the data shape users train on."""
     config = build_config(spec.config, values)
     _check_seed(config.seed)
+    if image_size is not None and image_size < 1:  # 0 would fall back to the default size
+        raise UserError(f"--image-size must be a positive number of pixels, not {image_size}")
+    if channels is not None and channels not in (1, 3):
+        raise UserError(f"--channels must be 1 (grey) or 3 (RGB), not {channels}")
     if spec.data_kind == DataKind.IMAGES:
         size, chans, levels, source = image_size or 8, channels or 1, 17, "digits-shaped"
     else:

@@ -41,6 +41,10 @@ CASES = [
     (["sample", "cyclegan", "--checkpoint", "x"], "family 'cyclegan' cannot sample"),
     (["translate", "maf", "--checkpoint", "x", "--images", "x", "--out", "y"], "cannot translate"),
     (["score", "maf", "--checkpoint", "x"], "exactly one of --images DIR or --data"),
+    (["train", "maf", "--data", "digits", "--max-steps", "0"], "--max-steps must be at least 1"),
+    (["train", "cyclegan", "--data", "toy-shapes", "--workers", "-1"], "--workers must be 0"),
+    (["bench", "cyclegan", "--image-size", "0"], "--image-size must be a positive number"),
+    (["bench", "pix2pix", "--channels", "2"], "--channels must be 1 (grey) or 3 (RGB), not 2"),
 ]
 
 

@@ -208,6 +208,17 @@ def test_layout_kind_mismatch_errors(unaligned, aligned):
         load_translation_folder(aligned, DataKind.PAIRED, DataOptions(image_size=16, load_size=8))
 
 
+def test_load_size_zero_is_refused_not_taken_for_the_default(aligned):
+    with pytest.raises(UserError, match="--load-size 0 is smaller than --image-size 8"):
+        load_translation_folder(aligned, DataKind.PAIRED, DataOptions(image_size=8, load_size=0))
+
+
+def test_aligned_image_too_narrow_to_split_is_one_error(aligned):
+    save(aligned / "train" / "thin.png", gradient(1, 16, 0))  # no B half to split off
+    with pytest.raises(UserError, match=r"thin\.png is 1 pixel wide, too narrow"):
+        load_translation_folder(aligned, DataKind.PAIRED, DataOptions(image_size=8))
+
+
 def test_default_load_size_matches_reference():
     assert default_load_size(256) == 286 and default_load_size(128) == 143
 

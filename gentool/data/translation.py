@@ -9,9 +9,10 @@ Layouts, as the CycleGAN/pix2pix authors ship them:
 - paired, separate files: ``A/ B/`` matched by file name (without extension), split into
   ``A/train``, ``B/train``, ... or ``train/A``, ``train/B``, ... or not split at all.
 
-Without a test split, a fixed 80/20 split (seed 0) holds one out. Training items go through
-the reference preprocessing (:class:`gentool.data.augment.Augment`), with the same crop and
-flip for both images of a pair; other splits are only resized. ``--direction b2a`` swaps the
+An unsplit folder gets a fixed 80/20 split (seed 0); a train split alone is all training.
+Training items go through the reference preprocessing
+(:class:`gentool.data.augment.Augment`), with the same crop and flip for both images of a
+pair; other splits are only resized. ``--direction b2a`` swaps the
 roles of A and B. Items: ``{"A": image, "B": image, "A_path": str, "B_path": str}``.
 """
 
@@ -191,10 +192,11 @@ def load_translation_folder(
     direction = _direction(options)
     channels = checked_channels(options, 3)
     size = checked_size(options, DEFAULT_IMAGE_SIZE)
-    load_size = options.load_size or default_load_size(size)
+    load_size = default_load_size(size) if options.load_size is None else options.load_size
     train_aug = Augment(size, load_size, train=True, flip=options.flip)
     eval_aug = Augment(size, load_size, train=False)
 
+    pairs: dict[str, list[Pair]] = {}
     if kind is DataKind.UNPAIRED:
         layout, found = scan_unaligned(root)
         made_split = "all" in found
@@ -238,8 +240,15 @@ def load_translation_folder(
         raise UserError(f"{name}: translation folders hold unpaired or paired data, not {kind}")
 
     if check_files:
+        # An AB image is split down the middle; one a pixel wide has no B half to split off.
+        side_by_side = {a for split in pairs.values() for a, b in split if b is None}
         for file in files:
-            read_header(file)
+            header = read_header(file)
+            if file in side_by_side and header.width < 2:
+                raise UserError(
+                    f"{file} is {header.width} pixel wide, too narrow to hold A and B side by "
+                    "side (A the left half, B the right)"
+                )
     preprocessing = {
         "layout": layout,
         "train": train_aug.describe(),
