@@ -245,3 +245,17 @@ def test_toy_shapes_unpaired_and_paired():
     pair = paired.split("test")[1]
     outline, filled = pair["A"][0], pair["B"][0]
     assert ((outline > 0.5) & (filled < 0.2)).sum() < outline.gt(0.5).sum()  # same shape
+
+
+@pytest.mark.parametrize("lone", ["testB", "valA"])
+def test_half_a_split_is_an_error_not_dropped(unaligned, lone):
+    if lone == "testB":
+        for file in (unaligned / "testA").iterdir():
+            file.unlink()
+        (unaligned / "testA").rmdir()
+        message = "has testB/ but no testA/"
+    else:
+        save(unaligned / "valA" / "a.png", gradient(20, 20, 7))
+        message = "has valA/ but no valB/"
+    with pytest.raises(UserError, match=message):
+        load_translation_folder(unaligned, DataKind.UNPAIRED, DataOptions(image_size=16))

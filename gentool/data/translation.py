@@ -122,6 +122,11 @@ class PairedImages(Dataset):
 def scan_unaligned(root: Path) -> tuple[str, dict[str, tuple[list[Path], list[Path]]]]:
     """The layout name and, per split, the A and B image files of an unpaired folder."""
     dirs = {d.name: d for d in subfolders(root)}
+    for split in SPLIT_NAMES:  # half a split would be dropped without a word
+        halves = [f"{split}{side}" for side in "AB"]
+        if sum(name in dirs for name in halves) == 1:
+            have, lack = halves if halves[0] in dirs else halves[::-1]
+            raise UserError(f"{root} has {have}/ but no {lack}/; give both, or neither")
     splits = {
         split: (_images(dirs[f"{split}A"]), _images(dirs[f"{split}B"]))
         for split in SPLIT_NAMES
