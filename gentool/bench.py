@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from gentool.config import config_to_dict
+from gentool.engine import backend_settings, precision_context
 from gentool.errors import UserError
 from gentool.family import DataKind, FamilySpec
 from gentool.model import Model
@@ -93,8 +94,6 @@ def run_bench(
     autotuning and TF32 on CUDA), and the training step in its arithmetic (bf16 autocast),
     so the step timed is the step ``gentool train --precision`` takes.
     """
-    from gentool.engine import backend_settings
-
     with backend_settings(precision, model.device):
         return _run_bench(spec, model, batch_size, sample_batch, repeats, precision)
 
@@ -107,8 +106,6 @@ def _run_bench(
     repeats: int,
     precision: str,
 ) -> dict[str, Any]:
-    from gentool.engine import precision_context
-
     device = model.device
     train_batch = batch_size or model.config.batch_size
     report: dict[str, Any] = {

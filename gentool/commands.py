@@ -22,9 +22,10 @@ from gentool.checkpoint import (
 )
 from gentool.config import build_config, config_fields, config_from_json, load_config_file
 from gentool.data.base import DataInfo, DataOptions
+from gentool.data.sources import checked_channels, checked_size
 from gentool.density import resolve_auto
 from gentool.engine import RunOptions, check_precision, fit, resolve_device, seed_everything
-from gentool.errors import NoClasses, TrainingDiverged, UserError
+from gentool.errors import NoClasses, TrainingDiverged, UserError, writing
 from gentool.family import DataKind, FamilySpec
 from gentool.model import Model
 from gentool.progress import stderr_console
@@ -173,14 +174,14 @@ def train(spec: FamilySpec, explicit: dict[str, Any], opts: dict[str, Any]) -> i
     return 128 + result.signal if result.signal else 0
 
 
-def _check_out(out: Path, flag: str = "--out") -> None:
+def _check_out(out: Path) -> None:
     """Refuse a run folder that cannot be written before any work starts (nothing is made)."""
     existing = next(p for p in (out, *out.parents) if p.exists() or p == p.parent)
     if not existing.is_dir():
         what = "is a file" if existing == out else f"cannot be made: {existing} is a file"
-        raise UserError(f"{flag}: {out} {what}; choose a folder")
+        raise UserError(f"--out: {out} {what}; choose a folder")
     if not os.access(existing, os.W_OK | os.X_OK):
-        raise UserError(f"{flag}: {out} cannot be written ({existing} is read-only)")
+        raise UserError(f"--out: {out} cannot be written ({existing} is read-only)")
 
 
 def _check_out_file(path: Path, flag: str) -> None:
@@ -338,7 +339,7 @@ def sample(
         for start in range(0, n, batch_size):
             chunks.append(model.sample(min(batch_size, n - start), temperature).float().cpu())
     images = torch.cat(chunks).clamp(0, 1)
-    try:
+    with writing("--out", out):
         if as_grid:
             out.parent.mkdir(parents=True, exist_ok=True)
             save_image(images, out, nrow=max(1, int(math.ceil(math.sqrt(n)))))
@@ -348,10 +349,6 @@ def sample(
             written = [out / f"sample_{i:05d}.png" for i in range(n)]
             for image, path in zip(images, written, strict=True):
                 save_image(image, path)
-    except OSError as err:  # a full disk, a folder that cannot be made
-        raise UserError(
-            f"--out: cannot write {err.filename or out}: {err.strerror or err}"
-        ) from None
     print(json.dumps({"family": spec.name, "images": n, "out": str(out), "files": len(written)}))
 
 
@@ -479,14 +476,13 @@ def _fresh_model(
     """A model with the family's defaults (or ``values``) on the data shape users train on."""
     config = build_config(spec.config, values)
     _check_seed(config.seed)
-    if image_size is not None and image_size < 1:  # 0 would fall back to the default size
-        raise UserError(f"--image-size must be a positive number of pixels, not {image_size}")
-    if channels is not None and channels not in (1, 3):
-        raise UserError(f"--channels must be 1 (grey) or 3 (RGB), not {channels}")
+    shape = DataOptions(image_size=image_size, channels=channels)  # checked as train checks
     if spec.data_kind == DataKind.IMAGES:
-        size, chans, levels, source = image_size or 8, channels or 1, 17, "digits-shaped"
+        size, chans = checked_size(shape, 8), checked_channels(shape, 1)
+        levels, source = 17, "digits-shaped"
     else:
-        size, chans, levels, source = image_size or 128, channels or 3, 256, "rgb"
+        size, chans = checked_size(shape, 128), checked_channels(shape, 3)
+        levels, source = 256, "rgb"
     info = DataInfo(spec.data_kind, chans, size, size, levels=levels, source=source)
     seed_everything(config.seed)
     return spec.load_model_class()(config, info, device)

@@ -1,6 +1,10 @@
-"""The one exception type for mistakes a user can fix (printed as one line, exit 2)."""
+"""Errors a user can fix (printed as one line, exit 2), and the one for a diverged run."""
 
-__all__ = ["NoClasses", "TrainingDiverged", "UserError"]
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+__all__ = ["NoClasses", "TrainingDiverged", "UserError", "writing"]
 
 
 class UserError(Exception):
@@ -20,3 +24,14 @@ class TrainingDiverged(Exception):
 
     The CLI prints it on one line and exits with status 1.
     """
+
+
+@contextmanager
+def writing(flag: str, path: Path) -> Iterator[None]:
+    """Output the user named with ``flag`` that the OS refuses (a folder of that name, a
+    full disk, no permission) becomes one line naming the file."""
+    try:
+        yield
+    except OSError as err:
+        where = err.filename or path
+        raise UserError(f"{flag}: cannot write {where}: {err.strerror or err}") from None

@@ -20,7 +20,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from gentool.engine import to_device
-from gentool.errors import UserError
+from gentool.errors import UserError, writing
 from gentool.model import Model
 from gentool.progress import stderr_console
 
@@ -154,14 +154,12 @@ def write_results(result: ScoreResult, as_json: bool, csv: Path | None) -> None:
         keys: list[str] = []
         for row in result.rows:
             keys += [k for k in row if k not in keys]
-        try:
+        with writing("--csv", csv):
             csv.parent.mkdir(parents=True, exist_ok=True)
             with open(csv, "w", newline="", encoding="utf-8") as handle:
                 writer = csv_module.DictWriter(handle, fieldnames=keys)
                 writer.writeheader()
                 writer.writerows(result.rows)
-        except OSError as err:  # a folder of that name, a full disk, no permission
-            raise UserError(f"--csv: cannot write {csv}: {err.strerror or err}") from None
     if as_json:
         print(json.dumps(_finite_json(result.summary), indent=2, default=_json_default))
         return

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from gentool.errors import UserError
+from gentool.errors import UserError, writing
 from gentool.model import Model
 from gentool.progress import stderr_console
 
@@ -89,12 +89,8 @@ def translate_folder(
                 if not written:  # only now: a model that refuses the direction leaves no folder
                     _make_folder(out)
                 for image, path in zip(result.float().cpu(), chunk, strict=True):
-                    try:
+                    with writing("--out", out / path.name):
                         save_image(image, out / path.name)
-                    except OSError as err:  # a folder of that name, a full disk, no permission
-                        raise UserError(
-                            f"--out: cannot write {out / path.name}: {err.strerror or err}"
-                        ) from None
                 written += len(chunk)
                 bar.advance(task, len(chunk))
     if skipped:

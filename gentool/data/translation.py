@@ -12,8 +12,8 @@ Layouts, as the CycleGAN/pix2pix authors ship them:
 An unsplit folder gets a fixed 80/20 split (seed 0); a train split alone is all training.
 Training items go through the reference preprocessing
 (:class:`gentool.data.augment.Augment`), with the same crop and flip for both images of a
-pair; other splits are only resized. ``--direction b2a`` swaps the
-roles of A and B. Items: ``{"A": image, "B": image, "A_path": str, "B_path": str}``.
+pair; other splits are only resized. ``--direction b2a`` swaps the roles of A and B.
+Items: ``{"A": image, "B": image, "A_path": str, "B_path": str}``.
 """
 
 from __future__ import annotations
