@@ -41,8 +41,8 @@ def measure(setup: str, device_text: str, threads: int | None, steps: int, warmu
     from gentool.bench import device_name, peak_rss_mb, synthetic_batch, time_op
     from gentool.config import build_config
     from gentool.data.base import DataInfo
-    from gentool.engine import resolve_device, seed_everything
     from gentool.registry import get_registry
+    from gentool.runtime import resolve_device, seed_everything
 
     if threads is not None:
         torch.set_num_threads(threads)
@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from gentool.bench import device_name
-    from gentool.engine import resolve_device
+    from gentool.runtime import resolve_device
 
     device = resolve_device(args.device)
     cuda = device.type == "cuda"

@@ -19,8 +19,11 @@ from gentool.family import DataKind, FamilySpec
 if TYPE_CHECKING:
     import torch
 
+    from gentool.data.images import resize_image, to_channels
     from gentool.density import DensityModel, LogitTransform
     from gentool.model import Model
+    from gentool.progress import stderr_console
+    from gentool.runtime import forked_rng, resolve_device, seed_everything, to_device
 
 __all__ = [
     "DataInfo",
@@ -36,15 +39,32 @@ __all__ = [
     "TrainConfig",
     "UserError",
     "__version__",
+    "forked_rng",
     "hookimpl",
     "load_model",
     "option",
+    "resize_image",
+    "resolve_device",
+    "seed_everything",
+    "stderr_console",
+    "to_channels",
+    "to_device",
 ]
 
 _LAZY = {
     "Model": "gentool.model",
     "DensityModel": "gentool.density",
     "LogitTransform": "gentool.density",
+    # Runtime helpers a family's model uses: devices, seeding, a side RNG stream.
+    "forked_rng": "gentool.runtime",
+    "resolve_device": "gentool.runtime",
+    "seed_everything": "gentool.runtime",
+    "to_device": "gentool.runtime",
+    # Image helpers: channel conversion (grey <-> RGB, ITU-R 601 luma) and antialiased resizing.
+    "to_channels": "gentool.data.images",
+    "resize_image": "gentool.data.images",
+    # Messages and progress go to stderr; stdout carries results.
+    "stderr_console": "gentool.progress",
 }
 
 
@@ -67,7 +87,7 @@ def load_model(
         gentool.errors.UserError: --checkpoint: no such file or run folder: no/such/run
     """
     from gentool.checkpoint import load_model as load
-    from gentool.engine import resolve_device
+    from gentool.runtime import resolve_device
 
     return load(family, checkpoint, resolve_device(str(device)))
 

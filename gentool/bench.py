@@ -22,10 +22,10 @@ from typing import Any
 import torch
 
 from gentool.config import config_to_dict
-from gentool.engine import backend_settings, precision_context
 from gentool.errors import UserError
 from gentool.family import DataKind, FamilySpec
 from gentool.model import Model
+from gentool.runtime import backend_settings, precision_context
 
 __all__ = ["device_name", "peak_rss_mb", "run_bench", "synthetic_batch", "time_op"]
 

@@ -24,12 +24,13 @@ from gentool.config import build_config, config_fields, config_from_json, load_c
 from gentool.data.base import DataInfo, DataOptions
 from gentool.data.sources import checked_channels, checked_size
 from gentool.density import resolve_auto
-from gentool.engine import RunOptions, check_precision, fit, resolve_device, seed_everything
+from gentool.engine import RunOptions, fit
 from gentool.errors import NoClasses, TrainingDiverged, UserError, writing
 from gentool.family import DataKind, FamilySpec
 from gentool.model import Model
 from gentool.progress import stderr_console
 from gentool.registry import get_registry
+from gentool.runtime import check_precision, resolve_device, seed_everything
 
 __all__ = ["load_model", "sample", "score", "train", "translate"]
 

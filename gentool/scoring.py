@@ -19,10 +19,10 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
-from gentool.engine import to_device
 from gentool.errors import UserError, writing
 from gentool.model import Model
 from gentool.progress import stderr_console
+from gentool.runtime import to_device
 
 __all__ = ["ScoreResult", "anomaly_metrics", "score_source", "write_results"]
 

@@ -16,7 +16,7 @@ from gentool.cli import main
 from gentool.data.base import DataOptions
 from gentool.data.folders import load_folder
 from gentool.data.images import load_image
-from gentool.engine import seed_everything
+from gentool.runtime import seed_everything
 from gentool.scoring import score_source
 
 HEIGHT, WIDTH = 7, 11

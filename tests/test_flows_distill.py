@@ -155,7 +155,7 @@ def test_the_teacher_beside_the_student_leaves_its_scores_alone(teacher_file, tm
     """A distilled student's scores are the same with and without its teacher, and the
     teacher's NLL beside them is the one the teacher gets on its own: loading and running
     the teacher draw nothing from the scoring noise."""
-    from gentool.engine import seed_everything
+    from gentool.runtime import seed_everything
     from gentool.scoring import score_source
 
     images = [(image, -1) for image in _digits()[:40]]

@@ -1,4 +1,4 @@
-"""The engine's CUDA-only paths, checked on the CPU: process-wide switches put back after a
+"""The runtime's CUDA-only paths, checked on the CPU: process-wide switches put back after a
 run, the RNG state of the training GPU alone, devices gentool cannot run on."""
 
 from __future__ import annotations
@@ -10,14 +10,14 @@ import pytest
 import torch
 
 from gentool.cli import main
-from gentool.engine import (
-    _rng_state,
-    _set_rng_state,
+from gentool.errors import UserError
+from gentool.runtime import (
     backend_settings,
     precision_context,
     resolve_device,
+    rng_state,
+    set_rng_state,
 )
-from gentool.errors import UserError
 
 CUDA1 = torch.device("cuda", 1)
 
@@ -126,22 +126,22 @@ class FakeGenerators:
 
 def test_the_resume_state_holds_the_training_gpus_generator_only(monkeypatch):
     cuda = FakeGenerators(monkeypatch)
-    assert "cuda" not in _rng_state(torch.device("cpu"))  # a CPU run touches no GPU
-    state = _rng_state(CUDA1)
+    assert "cuda" not in rng_state(torch.device("cpu"))  # a CPU run touches no GPU
+    state = rng_state(CUDA1)
     assert cuda.read == [CUDA1]
-    _set_rng_state(state, CUDA1)
+    set_rng_state(state, CUDA1)
     assert cuda.written == [(1, CUDA1)]
-    _set_rng_state(state, torch.device("cpu"))  # a CUDA run resumed on the CPU
+    set_rng_state(state, torch.device("cpu"))  # a CUDA run resumed on the CPU
     assert cuda.written == [(1, CUDA1)]
 
 
 def test_an_older_resume_state_with_every_gpus_generator_still_resumes(monkeypatch):
     cuda = FakeGenerators(monkeypatch)
-    state = _rng_state(torch.device("cpu"))
+    state = rng_state(torch.device("cpu"))
     state["cuda"] = [torch.tensor([index], dtype=torch.uint8) for index in range(2)]
-    _set_rng_state(state, CUDA1)
-    _set_rng_state(state, torch.device("cuda"))  # the current GPU, 0
-    _set_rng_state(state, torch.device("cuda", 3))  # saved with fewer GPUs: left as it is
+    set_rng_state(state, CUDA1)
+    set_rng_state(state, torch.device("cuda"))  # the current GPU, 0
+    set_rng_state(state, torch.device("cuda", 3))  # saved with fewer GPUs: left as it is
     assert cuda.written == [(1, CUDA1), (0, torch.device("cuda"))]
 
 
