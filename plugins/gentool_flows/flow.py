@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -18,17 +19,20 @@ from gentool_flows.graphs import GraphCache
 __all__ = ["AutoregressiveFlow"]
 
 ORDERS = ("natural", "random")
+READS = ("data", "noise")
 
 
 class AutoregressiveFlow(nn.Module):
-    r"""The machinery MAF and IAF share; they differ only in which way they read it.
+    r"""The stack MAF and IAF share; they differ only in which way they read it.
 
     Each layer maps :math:`u \mapsto y` with :math:`y_i = u_i \exp(\log s_i(u_{<i})) +
     t_i(u_{<i})`. :meth:`transform` runs every layer's parallel map, first to last;
     :meth:`solve` inverts them, last to first, each by the fast sequential solve;
     :meth:`solve_reference` does the same with plain loops of full passes. All three return
-    ``log |det dy/du|`` of the whole stack. MAF reads ``transform`` as data -> noise (fast
-    density, sequential sampling); IAF as noise -> data (fast sampling, sequential density).
+    ``log |det dy/du|`` of the whole stack. A subclass says which way ``transform`` reads
+    (:attr:`transform_reads`): ``"data"`` is MAF, data -> noise (fast density, sequential
+    sampling); ``"noise"`` is IAF, noise -> data (fast sampling, sequential density).
+    :meth:`forward`, :meth:`inverse`, :meth:`log_prob` and :meth:`sample` follow from it.
 
     Arguments:
         features: the number of features D.
@@ -36,12 +40,16 @@ class AutoregressiveFlow(nn.Module):
         hidden_features: units per hidden layer of each layer's MADE.
         order: ``"natural"`` reverses the order between layers (natural, reversed, ...);
             ``"random"`` draws a permutation per layer from ``seed``.
-        batch_norm: put a :class:`~gentool_flows.batchnorm.BatchNorm` between layers.
+        batch_norm: put a :class:`~gentool_flows.batchnorm.BatchNorm` between layers (MAF's
+            option; IAF passes False).
         log_scale_clamp: clamp every :math:`\log s` to [-c, c] (0 for no clamp; exp scale).
         activation: the MADEs' nonlinearity (``"relu"``, ``"elu"`` or ``"tanh"``).
         seed: seeds the random orders (weights use torch's global generator).
         scale: ``"exp"`` or ``"softplus"`` (see :class:`MaskedAffineAutoregressive`).
     """
+
+    #: What :meth:`transform` maps from: ``"data"`` (to noise: MAF) or ``"noise"`` (IAF).
+    transform_reads: ClassVar[str]
 
     def __init__(
         self,
@@ -49,13 +57,15 @@ class AutoregressiveFlow(nn.Module):
         num_layers: int = 5,
         hidden_features: Sequence[int] = (512, 512),
         order: str = "natural",
-        batch_norm: bool = False,
+        batch_norm: bool = True,
         log_scale_clamp: float = 5.0,
         activation: str = "relu",
         seed: int = 0,
         scale: str = "exp",
     ) -> None:
         super().__init__()
+        if getattr(self, "transform_reads", None) not in READS:
+            raise TypeError(f"{type(self).__name__}.transform_reads must be one of {READS}")
         if order not in ORDERS:
             raise ValueError(f"order must be one of {', '.join(ORDERS)}, got {order!r}")
         if num_layers < 1:
@@ -83,6 +93,36 @@ class AutoregressiveFlow(nn.Module):
         #: fewer kernel launches. Opt-in; graphs hold GPU memory until ``clear_graphs``.
         self.cuda_graphs = False
         self._graphs = GraphCache()
+
+    # -- the flow, read the subclass's way ----------------------------------------------------
+    def forward(self, u: Tensor) -> tuple[Tensor, Tensor]:
+        """The parallel pass (MAF: data to noise, IAF: noise to data) and its log-det."""
+        return self.transform(u)
+
+    def inverse(self, y: Tensor) -> Tensor:
+        """The other way, feature by feature (differentiable when autograd is on)."""
+        return self.solve(y)[0]
+
+    def inverse_reference(self, y: Tensor) -> Tensor:
+        """:meth:`inverse` by D full MADE passes per layer: the plain loop, for checking."""
+        return self.solve_reference(y)[0]
+
+    def log_prob(self, x: Tensor) -> Tensor:
+        """``log p(x)`` per row, exact: one parallel pass (MAF) or a sequential solve (IAF)."""
+        if self.transform_reads == "data":
+            z, log_det = self.transform(x)  # log |det dz/dx|
+            return self.base_log_prob(z) + log_det
+        z, log_det = self.solve(x)  # log |det dx/dz|
+        return self.base_log_prob(z) - log_det
+
+    def sample(
+        self, n: int, temperature: float = 1.0, generator: torch.Generator | None = None
+    ) -> Tensor:
+        """``n`` samples from ``z ~ N(0, T^2 I)``: a solve (MAF) or one pass (IAF); no gradients."""
+        z = self.noise(n, temperature, generator)
+        with torch.inference_mode():
+            x = self.solve(z)[0] if self.transform_reads == "data" else self.transform(z)[0]
+        return x.clone()  # an ordinary tensor again, usable outside inference mode
 
     # -- the two directions -----------------------------------------------------------------
     def transform(self, u: Tensor) -> tuple[Tensor, Tensor]:

@@ -39,6 +39,7 @@ class IAF(AutoregressiveFlow):
         scale: ``"exp"`` (the paper's) or ``"softplus"`` (see the autoregressive layer).
 
     Example:
+        >>> import torch
         >>> flow = IAF(3, num_layers=2, hidden_features=(16,))
         >>> x, log_q = flow.sample_and_log_prob(8)
         >>> torch.allclose(flow.log_prob(x), log_q, atol=1e-5)
@@ -47,6 +48,8 @@ class IAF(AutoregressiveFlow):
         >>> torch.allclose(flow(z)[0], x, atol=1e-5)
         True
     """
+
+    transform_reads = "noise"  # noise -> data: sampling is the parallel pass
 
     def __init__(
         self,
@@ -59,6 +62,7 @@ class IAF(AutoregressiveFlow):
         seed: int = 0,
         scale: str = "exp",
     ) -> None:
+        # No batch_norm argument: a data statistic has no place in the noise -> data pass.
         super().__init__(
             features,
             num_layers,
@@ -70,32 +74,6 @@ class IAF(AutoregressiveFlow):
             seed=seed,
             scale=scale,
         )
-
-    def forward(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        """Noise to data: ``x`` and ``log |det dx/dz|``, in one parallel pass."""
-        return self.transform(z)
-
-    def inverse(self, x: Tensor) -> Tensor:
-        """Data to noise, feature by feature (differentiable when autograd is on)."""
-        return self.solve(x)[0]
-
-    def inverse_reference(self, x: Tensor) -> Tensor:
-        """:meth:`inverse` by D full MADE passes per layer: the plain loop, for checking."""
-        return self.solve_reference(x)[0]
-
-    def log_prob(self, x: Tensor) -> Tensor:
-        """``log q(x)`` per row, exact; sequential in the features."""
-        z, log_det = self.solve(x)
-        return self.base_log_prob(z) - log_det
-
-    def sample(
-        self, n: int, temperature: float = 1.0, generator: torch.Generator | None = None
-    ) -> Tensor:
-        """``n`` samples ``x = f(z)``, ``z ~ N(0, T^2 I)``, in one parallel pass; no gradients."""
-        z = self.noise(n, temperature, generator)
-        with torch.inference_mode():
-            x = self.transform(z)[0]
-        return x.clone()  # an ordinary tensor again, usable outside inference mode
 
     def sample_and_log_prob(
         self, n: int, generator: torch.Generator | None = None

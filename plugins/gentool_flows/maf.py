@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
-import torch
-from torch import Tensor
-
 from gentool_flows.flow import AutoregressiveFlow
 
 __all__ = ["MAF"]
@@ -38,6 +33,7 @@ class MAF(AutoregressiveFlow):
         scale: ``"exp"`` (the paper's) or ``"softplus"`` (see the autoregressive layer).
 
     Example:
+        >>> import torch
         >>> flow = MAF(3, num_layers=2, hidden_features=(16,), batch_norm=True).eval()
         >>> x = torch.randn(8, 3)
         >>> flow.log_prob(x).shape
@@ -49,52 +45,4 @@ class MAF(AutoregressiveFlow):
         torch.Size([4, 3])
     """
 
-    def __init__(
-        self,
-        features: int,
-        num_layers: int = 5,
-        hidden_features: Sequence[int] = (512, 512),
-        order: str = "natural",
-        batch_norm: bool = True,
-        log_scale_clamp: float = 5.0,
-        activation: str = "relu",
-        seed: int = 0,
-        scale: str = "exp",
-    ) -> None:
-        super().__init__(
-            features,
-            num_layers,
-            hidden_features,
-            order,
-            batch_norm,
-            log_scale_clamp,
-            activation,
-            seed,
-            scale,
-        )
-
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """Data to noise: ``z`` and ``log |det dz/dx|``, in one parallel pass."""
-        return self.transform(x)
-
-    def inverse(self, z: Tensor) -> Tensor:
-        """Noise to data, feature by feature (differentiable when autograd is on)."""
-        return self.solve(z)[0]
-
-    def inverse_reference(self, z: Tensor) -> Tensor:
-        """:meth:`inverse` by D full MADE passes per layer: the plain loop, for checking."""
-        return self.solve_reference(z)[0]
-
-    def log_prob(self, x: Tensor) -> Tensor:
-        """``log p(x)`` per row: one parallel pass."""
-        z, log_det = self.transform(x)
-        return self.base_log_prob(z) + log_det
-
-    def sample(
-        self, n: int, temperature: float = 1.0, generator: torch.Generator | None = None
-    ) -> Tensor:
-        """``n`` samples ``x = f^-1(z)``, ``z ~ N(0, T^2 I)``; no gradients."""
-        z = self.noise(n, temperature, generator)
-        with torch.inference_mode():
-            x = self.inverse(z)
-        return x.clone()  # an ordinary tensor again, usable outside inference mode
+    transform_reads = "data"  # data -> noise: the density is the parallel pass
