@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gentool.config import DensityConfig, option
+from gentool.api import DensityConfig, option
 
 __all__ = ["IAFConfig", "MADEConfig", "MAFConfig"]
 

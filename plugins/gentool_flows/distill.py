@@ -27,9 +27,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from gentool.data.base import DataInfo
-from gentool.density import DensityModel
-from gentool.errors import UserError
+from gentool.api import DataInfo, DensityModel, UserError, load_model
 from gentool_flows.iaf import IAF
 
 __all__ = ["Distillation", "check_teacher", "load_teacher"]
@@ -58,8 +56,6 @@ def load_teacher(
     path: str | Path, data: DataInfo, logit_lambda: float, device: torch.device
 ) -> DensityModel:
     """A trained density model from its checkpoint, checked against the student, frozen."""
-    from gentool.checkpoint import load_model
-
     if not Path(path).expanduser().exists():
         raise UserError(
             f"--teacher: no such run folder or file: {path} (a relative path is read from "
@@ -84,12 +80,11 @@ class Distillation:
     """The reverse KL of an IAF student from a frozen density teacher, by its own samples.
 
     Arguments:
-        teacher: a trained :class:`~gentool.density.DensityModel` (a MAF: its density is
+        teacher: a trained :class:`~gentool.api.DensityModel` (a MAF: its density is
             one parallel pass), kept in eval mode (batch norm on running averages).
 
     Example:
-        >>> from gentool.data.base import DataInfo
-        >>> from gentool.family import DataKind
+        >>> from gentool.api import DataInfo, DataKind
         >>> from gentool_flows.config import MAFConfig
         >>> from gentool_flows.models import MAFModel
         >>> info = DataInfo(DataKind.IMAGES, 1, 2, 2, levels=17)

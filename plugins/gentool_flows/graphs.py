@@ -140,7 +140,7 @@ class GraphCache:
 
     @staticmethod
     def _decline(reason: str) -> None:
-        from gentool.progress import stderr_console
+        from gentool.api import stderr_console
 
         stderr_console().print(
             f"CUDA graphs off for this pass: {reason}; it runs eagerly (same numbers, slower)",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -10,8 +9,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from gentool.density import DensityModel
-from gentool.errors import UserError
+from gentool.api import DensityModel, UserError, forked_rng
 from gentool_flows.flow import AutoregressiveFlow
 from gentool_flows.iaf import IAF
 from gentool_flows.maf import MAF
@@ -152,7 +150,7 @@ class IAFModel(_FlowModel):
             # Building the teacher draws its initial weights: on a fork of the RNG, so the
             # scoring noise after it is what it would be without a teacher.
             try:
-                with self._side_rng():
+                with forked_rng(None, self.device):
                     self.distillation = self._load_teacher()
             except UserError as err:  # the student scores on; the summary says why
                 self._teacher_note = f"unavailable: {err}"
@@ -165,16 +163,12 @@ class IAFModel(_FlowModel):
         # The teacher draws its dequantisation noise from a fork of the RNG: the student's
         # scores are then those it gets without its teacher, and both score the same noisy
         # pixels, so the gap between them is not blurred by the noise.
-        with self._side_rng():
+        with forked_rng(None, self.device):
             teacher_nll = self.distillation.teacher.score_batch(batch)["nll"]
         scores = {**super().score_batch(batch), "teacher_nll": teacher_nll}
         self._compared[0].append(scores["nll"])
         self._compared[1].append(scores["teacher_nll"])
         return scores
-
-    def _side_rng(self) -> contextlib.AbstractContextManager:
-        """A fork of the RNG (and of this model's GPU's): draws in it leave the stream alone."""
-        return torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else [])
 
     @torch.no_grad()
     def finish_scoring(self) -> dict[str, Any]:
