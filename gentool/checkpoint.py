@@ -16,7 +16,6 @@ so an interrupted write never leaves a broken checkpoint behind.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import os
@@ -374,28 +373,31 @@ def _damaged_resume(path: Path, err: Exception) -> UserError:
 
 
 def read_resume_header(path: Path) -> dict[str, Any]:
-    """The tensor-free parts of a resume state (``meta``, ``request``) without loading weights."""
-    from gentool.data.base import DataOptions
-
+    """The tensor-free parts of a resume state without loading its tensors: ``meta`` (the
+    checkpoint metadata strings), ``request`` (what the run was asked to train on) and
+    ``engine`` (the loop's counters; its tensors read as None), checked for shape."""
     path = Path(path)
     raw = _resume_metadata(path)
     try:
         top = dict(json.loads(raw["gentool.state"])["__dict__"])
-        header = {k: decode_tree(top[k], {}) for k in ("meta", "request")}
-        meta, request = header["meta"], header["request"]
-        if not isinstance(meta, dict) or not isinstance(request, dict):
-            raise ValueError("meta and request must be objects")
+        no_tensors = _NoTensors()
+        header = {k: decode_tree(top[k], no_tensors) for k in ("meta", "request")}
+        header["engine"] = decode_tree(top["engine"], no_tensors) if "engine" in top else {}
+        meta = header["meta"]
+        if not all(isinstance(part, dict) for part in header.values()):
+            raise ValueError("meta, request and engine must be objects")
         if not all(isinstance(v, str) for v in meta.values()) or "gentool.family" not in meta:
             raise ValueError("the metadata must be strings, with a family")
-        options = request["options"]
-        if not isinstance(request["data"], str) or not isinstance(options, dict):
-            raise ValueError("the data request must name the data and its options")
-        unknown = set(options) - {f.name for f in dataclasses.fields(DataOptions)}
-        if unknown:
-            raise ValueError(f"unknown data options {sorted(unknown)}")
     except (KeyError, ValueError, TypeError, IndexError) as err:
         raise _damaged_resume(path, err) from None
     return header
+
+
+class _NoTensors(dict):
+    """Every tensor reference of a resume state's structure reads as None."""
+
+    def __missing__(self, key: str) -> None:
+        return None
 
 
 def load_resume(path: Path) -> dict[str, Any]:

@@ -7,9 +7,11 @@ fast. User errors print one line ``error: ...`` and exit with status 2.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import re
 import sys
+import typing
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -22,6 +24,7 @@ from gentool import __version__
 from gentool.config import config_fields, env_flag
 from gentool.errors import TrainingDiverged, UserError
 from gentool.family import DataKind, FamilySpec
+from gentool.options import DATA_OPTIONS, TrainOptions, applies_to
 from gentool.registry import get_registry
 
 __all__ = ["app", "main"]
@@ -159,114 +162,54 @@ def datasets() -> None:
 
 
 # -- train: one sub-command per family, options built from its hyperparameter dataclass -------
-_DATA_PARAMS: list[tuple[str, Any, Any]] = [
-    ("data", str | None, typer.Option(None, "--data", "-d", help="Dataset name or folder.")),
-    (
-        "out",
-        Path | None,
-        typer.Option(None, "--out", "-o", help="Run folder \\[runs/FAMILY-DATA]."),
-    ),
-    ("image_size", int | None, typer.Option(None, help="Square image size fed to the model.")),
-    ("channels", int | None, typer.Option(None, help="1 (grayscale) or 3 (RGB).")),
-    (
-        "normal_class",
-        str | None,
-        typer.Option(None, help="Train on this class only (anomaly detection)."),
-    ),
-    (
-        "load_size",
-        int | None,
-        typer.Option(None, help="Resize to this before the random crop."),
-    ),
-    (
-        "flip",
-        bool,
-        typer.Option(True, "--flip/--no-flip", help="Random horizontal flips in training."),
-    ),
-    (
-        "direction",
-        str,
-        typer.Option("a2b", help="a2b or b2a: which side is the input (b2a swaps A and B)."),
-    ),
-    ("device", str, typer.Option("auto", help="auto, cpu, cuda or cuda:N.")),
-    ("resume", bool, typer.Option(False, "--resume", help="Continue the run in --out.")),
-    (
-        "overwrite",
-        bool,
-        typer.Option(False, "--overwrite", help="Start afresh in an existing run folder."),
-    ),
-    (
-        "config",
-        Path | None,
-        typer.Option(None, "--config", help="TOML or JSON file of hyperparameters."),
-    ),
-    ("workers", int | None, typer.Option(None, help="DataLoader worker processes \\[auto].")),
-    (
-        "max_steps",
-        int | None,
-        typer.Option(None, help="Stop after N steps in total (smoke tests)."),
-    ),
-    ("quiet", bool, typer.Option(False, "--quiet", "-q", help="No progress display.")),
-    (
-        "precision",
-        str,
-        typer.Option("fp32", help="fp32, tf32 (CUDA matmuls) or bf16 (autocast) for training."),
-    ),
-]
-
-
-_DATA_OPTIONS = {"data", "image_size", "channels", "normal_class", "load_size", "flip", "direction"}
-
-_TRANSLATION = frozenset({DataKind.UNPAIRED, DataKind.PAIRED})
-#: Data options that only some data kinds use; a family's `train` shows only those that
-#: apply to its data (the others keep their defaults). The other options are shared.
-_OPTION_KINDS: dict[str, frozenset[DataKind]] = {
-    "normal_class": frozenset({DataKind.IMAGES}),
-    "load_size": _TRANSLATION,
-    "flip": _TRANSLATION,
-    "direction": _TRANSLATION,
-}
-
-
-def _data_params(kind: DataKind) -> list[tuple[str, Any, Any]]:
-    """The shared ``train`` options that apply to a family on ``kind`` data."""
-    return [p for p in _DATA_PARAMS if kind in _OPTION_KINDS.get(p[0], frozenset(DataKind))]
+def _shared_options(kind: DataKind) -> list[tuple[str, Any, Any]]:
+    """``(name, annotation, typer.Option)`` of each shared ``train`` option that applies to a
+    family on ``kind`` data (the others keep their defaults)."""
+    hints = typing.get_type_hints(TrainOptions)
+    options = []
+    for f in dataclasses.fields(TrainOptions):
+        if not applies_to(f.name, kind):
+            continue
+        meta = f.metadata
+        flags = meta["flags"] or ("--" + f.name.replace("_", "-"),)
+        option = typer.Option(f.default, *flags, help=meta["help"], rich_help_panel=meta["panel"])
+        options.append((f.name, hints[f.name], option))
+    return options
 
 
 def _foreign_data_option(flag: str, family: str) -> str | None:
     """Why ``gentool train FAMILY`` has no ``flag``, when the flag is for other data kinds."""
     name = flag.removeprefix("--").removeprefix("no-").replace("-", "_")
     spec = get_registry().families.get(family)
-    kinds = _OPTION_KINDS.get(name)
-    if spec is None or kinds is None or spec.data_kind in kinds:
+    fields = TrainOptions.__dataclass_fields__
+    if spec is None or name not in fields or applies_to(name, spec.data_kind):
         return None
-    able = " and ".join(sorted(k.value for k in kinds))
+    able = " and ".join(sorted(fields[name].metadata["kinds"]))
     return f"{flag} is for {able} data; {family} trains on {spec.data_kind.value} data"
 
 
 def _train_command(spec: FamilySpec):
     fields = config_fields(spec.config)
-    defaults = {name: default.default for name, _, default in _DATA_PARAMS}
+    shared = _shared_options(spec.data_kind)
 
-    def command(ctx: typer.Context, **kwargs: Any) -> None:
+    def command(ctx: typer.Context, **kwargs: Any) -> int:
         explicit = {
             f.name: kwargs[f.name]
             for f in fields
             if kwargs[f.name] is not None and _given(ctx, f.name)
         }
-        opts = {k: kwargs.get(k, v) for k, v in defaults.items()}
+        options = TrainOptions(**{name: kwargs[name] for name, _, _ in shared})
         # A resumed run checks the data options the user typed against its own.
-        opts["given"] = {k for k in _DATA_OPTIONS if k in kwargs and _given(ctx, k)}
+        given = frozenset(n for n, _, _ in shared if n in DATA_OPTIONS and _given(ctx, n))
         from gentool import commands
 
-        return commands.train(spec, explicit, opts)
+        return commands.train(spec, explicit, options, given)
 
     ctx_param = inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD)
     params = [ctx_param]
     annotations: dict[str, Any] = {"ctx": typer.Context}
-    for name, kind, default in _data_params(spec.data_kind):
-        default.rich_help_panel = "Data" if name in _DATA_OPTIONS else "Run"
-        params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default))
+    for name, kind, option in shared:
+        params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option))
         annotations[name] = kind
     for f in fields:  # the registry has checked that no field takes a reserved name
         # Help is Rich markup: escape the family's text, whatever brackets it holds.

@@ -5,8 +5,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
-import re
 import signal
 from pathlib import Path
 from typing import Any
@@ -17,121 +15,105 @@ from gentool.checkpoint import (
     MODEL_FILE,
     RESUME_FILE,
     load_model,
-    read_resume_header,
     resolve_checkpoint,
 )
-from gentool.config import build_config, config_fields, config_from_json, load_config_file
-from gentool.data.base import DataInfo, DataOptions
+from gentool.checks import check_out_file, check_out_folder, check_seed, inside
+from gentool.config import build_config, load_config_file
+from gentool.data.base import DataInfo, DataOptions, parse_direction
 from gentool.data.sources import checked_channels, checked_size
-from gentool.density import resolve_auto
-from gentool.engine import RunOptions, fit
 from gentool.errors import NoClasses, TrainingDiverged, UserError, writing
 from gentool.family import DataKind, FamilySpec
 from gentool.model import Model
+from gentool.options import TrainOptions
 from gentool.progress import stderr_console
 from gentool.registry import get_registry
+from gentool.request import TrainRequest, describe
 from gentool.runtime import check_precision, resolve_device, seed_everything
+from gentool.training import RunOptions, fit
 
 __all__ = ["load_model", "sample", "score", "train", "translate"]
 
 
 # -- train ----------------------------------------------------------------------------------------
-def train(spec: FamilySpec, explicit: dict[str, Any], opts: dict[str, Any]) -> int:
-    """``gentool train FAMILY``: ``explicit`` holds the hyperparameters the user typed.
+def train(
+    spec: FamilySpec,
+    explicit: dict[str, Any],
+    options: TrainOptions,
+    given: frozenset[str] = frozenset(),
+) -> int:
+    """``gentool train FAMILY``: ``explicit`` holds the hyperparameters the user typed,
+    ``given`` the names of the data options typed.
 
     Returns the exit status: 0, or 128 + the signal number when a signal (Ctrl-C, SIGTERM)
     stopped the run after saving, so that a shell script stops there too.
     """
-    done, done_steps = 0, 0  # epochs and steps the run has already trained
-    if opts["resume"] and opts["overwrite"]:
-        raise UserError("--resume continues the run in --out and --overwrite clears it: give one")
-    if opts["max_steps"] is not None and opts["max_steps"] < 1:
-        raise UserError(f"--max-steps must be at least 1, got {opts['max_steps']}")
-    if opts["workers"] is not None and opts["workers"] < 0:
-        raise UserError(
-            f"--workers must be 0 (load in this process) or more, got {opts['workers']}"
-        )
-    if opts["out"] is not None:
-        _check_out(Path(opts["out"]))
-    if opts["resume"]:
-        config, data_text, options, out, done, done_steps = _resumed_request(spec, explicit, opts)
-    else:
-        if not opts["data"]:
-            raise UserError(
-                "--data is required: a dataset name (see `gentool datasets`) or a folder"
-            )
-        data_text = opts["data"]
-        file_values = load_config_file(opts["config"]) if opts["config"] else {}
-        config = build_config(spec.config, {**file_values, **explicit})
-        out = opts["out"] or Path("runs") / f"{spec.name}-{_slug(data_text)}"
-        _check_out(Path(out))
-        existing = [f for f in (MODEL_FILE, RESUME_FILE) if (out / f).exists()]
-        if existing and not opts["overwrite"]:
-            raise UserError(
-                f"{out} already holds a run; continue it with --resume, "
-                "start afresh with --overwrite, or choose another --out"
-            )
-        if existing:
-            _check_overwrite_keeps_inputs(spec, config, Path(out))
-        options = DataOptions(
-            image_size=opts["image_size"],
-            channels=opts["channels"],
-            load_size=opts["load_size"],
-            flip=opts["flip"],
-            normal_class=opts["normal_class"],
-            direction=_direction(opts["direction"]),
-            seed=config.seed,
-        )
     from gentool.distributed import setup
 
-    _check_seed(config.seed)
-    check_precision(opts["precision"])
-    dist, device = setup(resolve_device(opts["device"]))
-    source = _resolve_data(data_text, spec.data_kind, options)
-    seed_everything(config.seed)
-    model = spec.load_model_class()(config, source.info, device)
-    workers = opts["workers"]
-    if workers is None:  # in-memory image sets need none; decoding photos wants a few
-        workers = 0 if spec.data_kind == DataKind.IMAGES else min(4, max(1, os.cpu_count() - 1))
-    run = RunOptions(
-        out=Path(out),
-        device=device,
-        resume=opts["resume"],
-        workers=workers,
-        max_steps=opts["max_steps"],
-        progress=not opts["quiet"],
-        request={"data": data_text, "options": vars(options)},
-        dist=dist,
-        precision=opts["precision"],
-    )
+    request = TrainRequest.from_cli(spec, explicit, options, given)
+    dist, device = setup(resolve_device(options.device))
     console = stderr_console()
-    if dist.main and done >= config.epochs:
-        console.print(
-            f"{out} already has {done} epochs (--epochs {config.epochs}): nothing to train; "
-            "pass a larger --epochs to train on",
-            soft_wrap=True,
-        )
-    elif dist.main and run.max_steps is not None and done_steps >= run.max_steps:
-        console.print(
-            f"{out} already has {done_steps} steps (--max-steps {run.max_steps}): nothing to "
-            "train; pass a larger --max-steps to train on",
-            soft_wrap=True,
-        )
-    elif dist.main:
+    idle = request.nothing_to_train()
+    if idle is not None:
+        if dist.main:
+            console.print(idle[1], soft_wrap=True)
+            print(json.dumps(_idle_summary(request, idle[0])))
+        dist.close()
+        return 0
+    source = _resolve_data(request.data, spec.data_kind, request.data_options)
+    seed_everything(request.config.seed)
+    model = spec.load_model_class()(request.config, source.info, device)
+    run = RunOptions(
+        out=request.out,
+        device=device,
+        resume=request.resume,
+        workers=request.workers(),
+        max_steps=request.max_steps,
+        progress=not options.quiet,
+        request=request.to_json(),
+        dist=dist,
+        precision=options.precision,
+    )
+    if dist.main:
         where = f"{device}" + (f" x {dist.world} processes" if dist.active else "")
         console.print(
-            f"training {spec.name} on {source.info.source} ({_describe(source.info)}) on {where}"
+            f"training {spec.name} on {source.info.source} ({describe(source.info)}) on {where}"
         )
     dist.barrier()  # every rank has checked the run folder before rank 0 writes to it
+    result = _fit(spec, model, source, run, console)
+    dist.close()
+    if not dist.main:
+        return 0
+    if result.stopped == "interrupted":
+        how = "interrupted"
+        if result.signal not in (None, signal.SIGINT):
+            how = f"stopped by {signal.Signals(result.signal).name}"
+        console.print(f"{how}: state saved; continue with --resume --out {run.out}", soft_wrap=True)
+    summary = {
+        "family": spec.name,
+        "data": source.info.source,
+        "epochs": result.epochs,
+        "steps": result.steps,
+        "stopped": result.stopped,
+        "checkpoint": str(result.checkpoint),
+    }
+    if result.best_validation is not None:
+        summary["best_validation_loss"] = result.best_validation
+    print(json.dumps(summary))
+    return 128 + result.signal if result.signal else 0
+
+
+def _fit(spec: FamilySpec, model: Model, source: Any, run: RunOptions, console: Any):
+    """:func:`gentool.training.fit`, its endings said in one line each."""
+    out = run.out
     try:
-        result = fit(spec, model, source, run)
+        return fit(spec, model, source, run)
     except TrainingDiverged as err:
-        kept = Path(out) / MODEL_FILE
+        kept = out / MODEL_FILE
         where = f"the last good checkpoint is {kept}" if kept.exists() else "no epoch finished"
         raise TrainingDiverged(f"{err}; training stopped, {where}; try a lower --lr") from None
     except KeyboardInterrupt:
-        if dist.main:
-            saved = (Path(out) / RESUME_FILE).is_file()
+        if run.dist.main:
+            saved = (out / RESUME_FILE).is_file()
             console.print(
                 "aborted by a second Ctrl-C: "
                 + (
@@ -143,153 +125,29 @@ def train(spec: FamilySpec, explicit: dict[str, Any], opts: dict[str, Any]) -> i
             )
         raise
     except OSError as err:  # a full disk, a folder made read-only while training
-        if err.filename is None or not _inside(Path(err.filename), Path(out)):
+        if err.filename is None or not inside(Path(err.filename), out):
             raise
         raise UserError(f"cannot write {err.filename}: {err.strerror or err}") from None
-    dist.close()
+
+
+def _idle_summary(request: TrainRequest, stopped: str) -> dict[str, Any]:
+    """What ``train`` prints for a resumed run that has nothing left to train."""
+    done = request.done
     summary = {
-        "family": spec.name,
-        "data": source.info.source,
-        "epochs": result.epochs,
-        "steps": result.steps,
-        "stopped": result.stopped,
-        "checkpoint": str(result.checkpoint),
+        "family": request.spec.name,
+        "data": request.trained_on.source,
+        "epochs": done.epoch,
+        "steps": done.step,
+        "stopped": stopped,
+        "checkpoint": str(request.out / MODEL_FILE),
     }
-    if result.best_validation is not None:
-        summary["best_validation_loss"] = result.best_validation
-    if not dist.main:
-        return 0
-    if result.stopped == "interrupted":
-        how = "interrupted"
-        if result.signal not in (None, signal.SIGINT):
-            how = f"stopped by {signal.Signals(result.signal).name}"
-        console.print(f"{how}: state saved; continue with --resume --out {out}", soft_wrap=True)
-    elif result.stopped == "early-stopped" and opts["resume"] and result.steps == done_steps:
-        console.print(
-            f"{out} stopped early at epoch {result.epochs} (--patience "
-            f"{getattr(config, 'patience', 0)} epochs without improvement): nothing to train; "
-            "pass a larger --patience to train on",
-            soft_wrap=True,
-        )
-    print(json.dumps(summary))
-    return 128 + result.signal if result.signal else 0
+    if done.best is not None:
+        summary["best_validation_loss"] = done.best
+    return summary
 
 
-def _check_out(out: Path) -> None:
-    """Refuse a run folder that cannot be written before any work starts (nothing is made)."""
-    existing = next(p for p in (out, *out.parents) if p.exists() or p == p.parent)
-    if not existing.is_dir():
-        what = "is a file" if existing == out else f"cannot be made: {existing} is a file"
-        raise UserError(f"--out: {out} {what}; choose a folder")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise UserError(f"--out: {out} cannot be written ({existing} is read-only)")
-
-
-def _check_out_file(path: Path, flag: str) -> None:
-    """Refuse an output file that cannot be written before the work that fills it starts."""
-    if path.is_dir():
-        raise UserError(f"{flag}: {path} is a folder; give a file name")
-    existing = next(p for p in path.parents if p.exists() or p == p.parent)
-    if not existing.is_dir():
-        raise UserError(f"{flag}: {path} cannot be made: {existing} is a file")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise UserError(f"{flag}: {path} cannot be written ({existing} is read-only)")
-
-
-#: Seeds are offset and multiplied (per epoch, per rank) before torch reads them, and
-#: torch takes 64 bits: 32-bit seeds leave room for every such offset.
-SEED_LIMIT = 2**32
-
-
-def _check_seed(seed: int) -> None:
-    if not -SEED_LIMIT < seed < SEED_LIMIT:
-        raise UserError(
-            f"--seed must lie between -{SEED_LIMIT - 1} and {SEED_LIMIT - 1}, not {seed}"
-        )
-
-
-def _check_overwrite_keeps_inputs(spec: FamilySpec, config: Any, out: Path) -> None:
-    """``--overwrite`` clears ``out``: refuse when a hyperparameter names a file or folder
-    there that the run reads (a distilled IAF's ``--teacher`` run)."""
-    for field in config_fields(spec.config):
-        value = getattr(config, field.name)
-        if isinstance(value, str) and value and Path(value).exists() and _inside(Path(value), out):
-            raise UserError(
-                f"{field.flag} {value} lies in --out {out}, which --overwrite would clear; "
-                "choose another --out"
-            )
-
-
-def _inside(path: Path, folder: Path) -> bool:
-    try:
-        return path.resolve().is_relative_to(folder.resolve())
-    except OSError:
-        return False
-
-
-def _resumed_request(spec: FamilySpec, explicit: dict[str, Any], opts: dict[str, Any]):
-    out = opts["out"]
-    if out is None:
-        raise UserError("--resume needs --out RUN, the run folder to continue")
-    path = Path(out) / RESUME_FILE
-    header = read_resume_header(path)
-    meta, request = header["meta"], header["request"]
-    if meta["gentool.family"] != spec.name:
-        raise UserError(f"{out} is a {meta['gentool.family']!r} run, not {spec.name!r}")
-    try:
-        saved = config_from_json(spec.config, meta["gentool.config"])
-        info = DataInfo.from_json(meta["gentool.data"])
-    except (KeyError, ValueError, TypeError, AttributeError, UserError) as err:
-        raise UserError(f"{path}: damaged resume state ({type(err).__name__}: {err})") from None
-    # A --config file counts as typed: its schedule applies, and anything else must match.
-    file_values = load_config_file(opts["config"]) if opts.get("config") else {}
-    config = build_config(spec.config, {**file_values, **explicit}, base=saved)
-    typed = resolve_auto(config, info)  # `auto` typed again means the value it chose then
-    for field in config_fields(spec.config):
-        if not field.resumable and getattr(typed, field.name) != getattr(saved, field.name):
-            raise UserError(
-                f"{field.flag} cannot change when resuming (the model was built with "
-                f"{getattr(saved, field.name)!r}); start a new run for that"
-            )
-    _check_data_options(opts, request, info)
-    options = DataOptions(**request["options"])  # what the user left out comes from the run
-    done = int(meta.get("gentool.epoch", 0)), int(meta.get("gentool.step", 0))
-    return config, request["data"], options, Path(out), *done
-
-
-def _check_data_options(opts: dict[str, Any], request: dict[str, Any], info: DataInfo) -> None:
-    """A data option typed when resuming must be the run's own; anything else is an error."""
-    stored = {"data": request["data"], **request["options"]}
-    for name in sorted(opts.get("given", ())):
-        typed = _direction(opts[name]) if name == "direction" else opts[name]
-        if typed == stored.get(name):
-            continue
-        flag = "--" + name.replace("_", "-")
-        if name == "flip":
-            flag, was = ("--flip", "with --no-flip") if typed else ("--no-flip", "with --flip")
-        elif stored.get(name) is None:  # the run left it to the data source
-            was = f"without it: {_describe(info)}"
-        else:
-            was = f"with {stored[name]!r}"
-        raise UserError(
-            f"{flag} cannot change when resuming (the run was trained {was}); "
-            "start a new run for that"
-        )
-
-
-def _direction(text: str) -> str:
-    value = text.lower().replace("to", "2")
-    if value not in ("a2b", "b2a"):
-        raise UserError(f"--direction: {text!r} is not a2b or b2a")
-    return value
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(text).name or text).strip("-") or "data"
-
-
-def _describe(info: DataInfo) -> str:
-    return f"{info.kind.value}, {info.channels}x{info.height}x{info.width}"
+# Argument checks shared with the other commands.
+_check_out, _check_out_file, _check_seed = check_out_folder, check_out_file, check_seed
 
 
 def _resolve_data(text: str, kind: DataKind, options: DataOptions):

@@ -33,11 +33,13 @@ from pathlib import Path
 from typing import Any
 
 from gentool.errors import UserError
+from gentool.options import RESERVED_NAMES
 
 __all__ = [
     "RESERVED_NAMES",
     "ConfigField",
     "DensityConfig",
+    "Schedule",
     "TrainConfig",
     "build_config",
     "config_fields",
@@ -47,17 +49,6 @@ __all__ = [
     "load_config_file",
     "option",
 ]
-
-
-#: Names of ``gentool train`` options that every family shares (data, device, run folder);
-#: a family's hyperparameter may not take one of them.
-RESERVED_NAMES = frozenset(
-    {
-        "data", "out", "image_size", "channels", "normal_class", "load_size", "flip",
-        "direction", "device", "resume", "overwrite", "config", "workers", "max_steps",
-        "quiet", "precision", "help", "ctx",
-    }
-)  # fmt: skip
 
 
 def option(
@@ -270,6 +261,25 @@ def load_config_file(path: Path) -> dict[str, Any]:
 AUTO_SAMPLE_EVERY = -1
 
 
+@dataclass(frozen=True)
+class Schedule:
+    """What the training engine reads of a family's hyperparameters: how long and in what
+    order a run trains, when it previews, and when it stops early.
+
+    A config says its schedule through :meth:`TrainConfig.schedule`, so the engine never
+    looks up a family's fields by name.
+    """
+
+    epochs: int
+    batch_size: int
+    seed: int
+    sample_every: int = AUTO_SAMPLE_EVERY
+    #: Share of the training split held out for the validation loss (families with one).
+    val_fraction: float = 0.0
+    #: Epochs without a better validation loss before the run stops (0 = never).
+    patience: int = 0
+
+
 @dataclass
 class TrainConfig:
     """The schedule every family shares; a family's config subclasses it and adds its own.
@@ -288,6 +298,10 @@ class TrainConfig:
         resumable=True,
         minimum=-1,
     )
+
+    def schedule(self) -> Schedule:
+        """The engine's view of this config; a family with early stopping adds its own."""
+        return Schedule(self.epochs, self.batch_size, self.seed, self.sample_every)
 
 
 @dataclass
@@ -323,6 +337,11 @@ class DensityConfig(TrainConfig):
         "prior for small one-class data; -1 = auto: 0.1 with --normal-class, else 0 (off)",
         minimum=-1.0,
     )
+
+    def schedule(self) -> Schedule:
+        return dataclasses.replace(
+            super().schedule(), val_fraction=self.val_fraction, patience=self.patience
+        )
 
 
 def env_flag(name: str) -> bool:

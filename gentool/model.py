@@ -1,6 +1,6 @@
 """The base class every family's model derives from: networks, one training step, capabilities.
 
-The engine (:mod:`gentool.engine`) owns the loop, devices, logging, checkpoints and resume;
+The engine (:mod:`gentool.training`) owns the loop, devices, logging, checkpoints and resume;
 a model supplies what is special to its family. Images enter and leave every method as
 float tensors in [0, 1] with shape ``[B, C, H, W]``; a family converts to its own range
 (``[-1, 1]`` for a tanh generator, logit space for a flow) inside.

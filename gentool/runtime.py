@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from gentool.checks import PRECISIONS, check_precision
 from gentool.config import env_flag
 from gentool.errors import UserError
 
@@ -65,15 +66,6 @@ def seed_everything(seed: int) -> None:
         np.random.seed(seed % 2**32)
     except ImportError:
         pass
-
-
-PRECISIONS = ("fp32", "tf32", "bf16")
-
-
-def check_precision(precision: str) -> None:
-    """One line naming the choices, for a ``--precision`` that is not one."""
-    if precision not in PRECISIONS:
-        raise UserError(f"--precision: {precision!r} is not one of {', '.join(PRECISIONS)}")
 
 
 def precision_context(precision: str, device: torch.device) -> Any:

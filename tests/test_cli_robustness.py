@@ -6,9 +6,10 @@ import signal
 
 import pytest
 
+import gentool.checks as checks
 import gentool.commands as commands
 from gentool.cli import main
-from gentool.engine import FitResult
+from gentool.training import FitResult
 
 TRAIN = ["train", "maf", "--data", "digits", "--hidden-features", "8", "--num-layers", "1", "-q"]
 
@@ -30,7 +31,7 @@ def test_out_is_a_file(tmp_path, capsys):
 
 def test_out_read_only(tmp_path, capsys, monkeypatch):
     # Tests may run as root, for whom permission bits do not count: ask os.access instead.
-    monkeypatch.setattr(commands.os, "access", lambda path, mode: False)
+    monkeypatch.setattr(checks.os, "access", lambda path, mode: False)
     assert main([*TRAIN, "--out", str(tmp_path / "run")]) == 2
     _one_error_line(capsys, "cannot be written")
     assert not (tmp_path / "run").exists()

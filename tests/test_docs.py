@@ -1,5 +1,6 @@
 """The docs stay true: every CLI option is documented, every built-in family is in README."""
 
+import dataclasses
 import re
 from pathlib import Path
 
@@ -7,6 +8,7 @@ import pytest
 import typer
 
 from gentool import cli
+from gentool.options import TrainOptions
 from gentool.registry import Registry
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,7 +33,7 @@ def test_shared_train_options_are_in_the_cli_reference(family, monkeypatch):
     text = (ROOT / "docs" / "cli.md").read_text()
     cli._register_train_commands()
     command = typer.main.get_command(cli.app).commands["train"].commands[family]
-    shared = {name for name, _, _ in cli._DATA_PARAMS}
+    shared = {f.name for f in dataclasses.fields(TrainOptions)}
     flags = [o for p in command.params if p.name in shared for o in p.opts if o.startswith("--")]
     assert "--data" in flags
     missing = [o for o in flags if f"`{o}" not in text]

@@ -155,7 +155,7 @@ def private_gentool_uses(source: str) -> list[str]:
         ):
             found.append(f"gentool.{node.attr}")
         elif isinstance(node, ast.Constant) and isinstance(node.value, str):
-            # Lazy imports by name ("gentool.engine:fit", importlib.import_module(...)).
+            # Lazy imports by name ("gentool.training:fit", importlib.import_module(...)).
             target = node.value.partition(":")[0]
             if _is_gentool(target) and " " not in target and target not in PUBLIC_MODULES:
                 found.append(target)
@@ -176,9 +176,9 @@ def test_example_imports_only_the_public_api():
 @pytest.mark.parametrize(
     "source",
     [
-        "from gentool.engine import fit",
+        "from gentool.training import fit",
         "import gentool.registry",
-        "from gentool import engine",
+        "from gentool import training",
         "import gentool\ngentool.checkpoint.save_model()",
         "from gentool.api import Trainer",
         "importlib.import_module('gentool.data.digits')",

@@ -1,5 +1,6 @@
 """The plugin system: entry points load one by one, broken plugins are isolated."""
 
+import inspect
 import sys
 import textwrap
 from importlib import metadata
@@ -7,7 +8,7 @@ from importlib import metadata
 import pytest
 
 from gentool.errors import UserError
-from gentool.registry import Registry
+from gentool.registry import Registry, get_registry
 
 GOOD = """
 from dataclasses import dataclass
@@ -74,11 +75,16 @@ def test_broken_plugins_are_isolated(fake_plugins, monkeypatch):
     assert "badtoy" not in registry.families
 
 
-def test_cli_options_are_reserved_names():
-    from gentool.cli import _DATA_PARAMS
-    from gentool.config import RESERVED_NAMES
+def test_every_shared_train_option_is_a_reserved_name():
+    """A parameter of a family's train command that is not one of its hyperparameters is a
+    shared option, and a family may not take its name."""
+    from gentool.cli import _train_command
+    from gentool.config import RESERVED_NAMES, config_fields
 
-    assert {name for name, _, _ in _DATA_PARAMS} <= RESERVED_NAMES
+    for name, spec in get_registry().families.items():
+        own = {f.name for f in config_fields(spec.config)}
+        params = {p.name for p in inspect.signature(_train_command(spec)).parameters.values()}
+        assert params - own <= RESERVED_NAMES, name
 
 
 def test_load_plugins_env_selects(fake_plugins, monkeypatch):

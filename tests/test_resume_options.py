@@ -130,3 +130,11 @@ def test_a_config_file_counts_when_resuming(tmp_path, capsys):
     same.write_text("hidden-features = [16]\nnum-layers = 1\nlogit-lambda = -1\nepochs = 2\n")
     assert main([*resume, "--config", str(same)]) == 0
     assert json.loads(capsys.readouterr().out)["epochs"] == 2
+
+
+def test_a_resume_state_with_unknown_data_options_is_damaged(cyclegan_run, capsys):
+    header = read_resume_header(cyclegan_run / RESUME_FILE)
+    header["request"]["options"]["evil"] = 1
+    save_resume(cyclegan_run / RESUME_FILE, header)
+    err = _error(capsys, ["train", "cyclegan", "--resume", "--out", str(cyclegan_run)])
+    assert "damaged resume state (ValueError: unknown data options ['evil'])" in err
