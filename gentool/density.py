@@ -222,10 +222,11 @@ class DensityModel(Model):
         if not 0.0 <= low <= high <= 1.0:  # NaN fails this too
             raise UserError(f"images must be floats in [0, 1], not in [{low:g}, {high:g}]")
         images = images.to(self.device, next(self.flow.parameters()).dtype)
-        images = to_channels(images, self.data.channels)
-        size = (self.data.height, self.data.width)
-        interpolation = self.data.preprocessing.get("interpolation") or "bilinear"
-        return resize_image(images, size, interpolation)
+        # As the data source prepared the training images: the checkpoint's description.
+        prep = self.data.preprocessing
+        images = to_channels(images, prep.channels or self.data.channels)
+        size = prep.resize or (self.data.height, self.data.width)
+        return resize_image(images, size, prep.interpolation or "bilinear")
 
     # -- capabilities ---------------------------------------------------------------------------
     @torch.no_grad()

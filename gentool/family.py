@@ -10,10 +10,10 @@ from __future__ import annotations
 import dataclasses
 import importlib
 from dataclasses import dataclass, field, replace
-from enum import StrEnum
 from typing import Any
 
 from gentool.config import TrainConfig, config_fields
+from gentool.data.base import DataKind  # with the data contract: no import circle
 from gentool.errors import UserError
 
 __all__ = ["CAPABILITIES", "DataKind", "FamilySpec"]
@@ -28,14 +28,6 @@ _METHODS = {
     "score": ("score_batch",),
     "translate": ("translate",),
 }
-
-
-class DataKind(StrEnum):
-    """The shape of the data a family trains on."""
-
-    IMAGES = "images"  # single images, with optional class/anomaly labels (flows)
-    UNPAIRED = "unpaired"  # two unaligned sets A and B (CycleGAN)
-    PAIRED = "paired"  # aligned A -> B pairs (Pix2Pix)
 
 
 @dataclass(frozen=True)

@@ -49,7 +49,7 @@ def test_digits_resize_and_channels():
     source = digits.load(DataOptions(image_size=16, channels=3))
     image, _ = source.split("test")[0]
     assert image.shape == (3, 16, 16) and source.info.shape == (3, 16, 16)
-    assert source.info.preprocessing["resize"] == [16, 16]
+    assert source.info.preprocessing.resize == (16, 16)
 
 
 def _write_idx(path, array: np.ndarray) -> None:

@@ -30,8 +30,8 @@ def test_flat_folder_has_no_labels_and_a_fixed_split(tmp_path):
     assert (len(train), len(test)) == (8, 2)
     image, label = train[0]
     assert image.shape == (3, 10, 12) and label == -1
-    assert source.info.class_names == () and source.info.preprocessing["layout"] == "flat"
-    assert source.info.preprocessing["split"] == {"test_fraction": 0.2, "seed": 0}
+    assert source.info.class_names == () and source.info.preprocessing.details["layout"] == "flat"
+    assert source.info.preprocessing.details["split"] == {"test_fraction": 0.2, "seed": 0}
     again = load_folder(tmp_path, DataOptions(seed=99))
     assert again.split("test").paths == test.paths  # the split ignores --seed
     with pytest.raises(UserError, match="no classes"):
@@ -71,14 +71,14 @@ def test_mvtec_layout(tmp_path):
     info = source.info
     assert info.kind is DataKind.IMAGES
     assert info.class_names == ("good", "crack", "scratch")
-    assert info.normal_class == "good" and info.preprocessing["layout"] == "mvtec"
+    assert info.normal_class == "good" and info.preprocessing.details["layout"] == "mvtec"
     assert info.shape == (1, 8, 8)
     assert set(source.split("train").labels.tolist()) == {0}
     test = source.split("test")
     names = {p.parent.name: int(label) for p, label in zip(test.paths, test.labels, strict=True)}
     assert names == {"good": 0, "crack": 1, "scratch": 2}
     assert source.anomaly_labels(test.labels).tolist() == [0 if n == "good" else 1 for n in names]
-    assert "split" not in info.preprocessing
+    assert "split" not in info.preprocessing.to_dict()
 
 
 def test_train_test_class_folders(tmp_path):
@@ -86,7 +86,7 @@ def test_train_test_class_folders(tmp_path):
         for name in ("a", "b", "c"):
             write_image(tmp_path / split / name / "1.png")
     source = load_folder(tmp_path, DataOptions())
-    assert source.info.preprocessing["layout"] == "split-classes"
+    assert source.info.preprocessing.details["layout"] == "split-classes"
     assert source.info.class_names == ("a", "b", "c")
     assert source.split("test").labels.tolist() == [0, 1, 2]
     with pytest.raises(UserError, match="no 'val' split; it has: train, test"):

@@ -54,7 +54,7 @@ def test_unaligned_shapes_length_and_b_redrawn_per_epoch(unaligned):
     options = DataOptions(image_size=16, seed=3)
     source = load_translation_folder(unaligned, DataKind.UNPAIRED, options)
     assert source.info.kind is DataKind.UNPAIRED and source.info.shape == (3, 16, 16)
-    assert source.info.preprocessing["train"]["resize"] == [18, 18]  # 16 * 286 / 256
+    assert source.info.preprocessing.details["train"]["resize"] == [18, 18]  # 16 * 286 / 256
     train = source.split("train")
     assert len(train) == 5  # max(len A, len B)
     item = train[4]
@@ -102,7 +102,7 @@ def test_aligned_same_crop_and_flip_for_a_and_b(aligned):
     options = DataOptions(image_size=12, load_size=16, seed=1)
     source = load_translation_folder(aligned, DataKind.PAIRED, options)
     assert source.splits() == ("train", "val")
-    assert source.info.preprocessing["layout"] == "aligned"
+    assert source.info.preprocessing.details["layout"] == "aligned"
     train = source.split("train")
     flips = set()
     for epoch in range(4):
@@ -165,7 +165,7 @@ def test_paired_folders_matched_by_name_with_fixed_split(tmp_path):
         save(tmp_path / "A" / f"{i}.png", gradient(10, 10, i))
         save(tmp_path / "B" / f"{i}.jpg", gradient(10, 10, 50 + i))
     source = load_translation_folder(tmp_path, DataKind.PAIRED, DataOptions(image_size=8))
-    assert source.info.preprocessing["layout"] == "paired-folders"
+    assert source.info.preprocessing.details["layout"] == "paired-folders"
     assert (len(source.split("train")), len(source.split("test"))) == (4, 1)
     item = source.split("train")[0]
     assert Path(item["A_path"]).stem == Path(item["B_path"]).stem

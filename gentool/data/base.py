@@ -7,20 +7,53 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from gentool.family import DataKind
+from gentool.errors import UserError
 
 __all__ = [
     "DataInfo",
+    "DataKind",
     "DataOptions",
     "DataSource",
     "DatasetEntry",
+    "Direction",
+    "Preprocessing",
     "cache_dir",
+    "parse_direction",
 ]
+
+
+class DataKind(StrEnum):
+    """The shape of the data a family trains on."""
+
+    IMAGES = "images"  # single images, with optional class/anomaly labels (flows)
+    UNPAIRED = "unpaired"  # two unaligned sets A and B (CycleGAN)
+    PAIRED = "paired"  # aligned A -> B pairs (Pix2Pix)
+
+
+class Direction(StrEnum):
+    """Which side of translation data is the input: ``a2b`` (A in, B out) or ``b2a``."""
+
+    A2B = "a2b"
+    B2A = "b2a"
+
+
+def parse_direction(text: str | None) -> Direction:
+    """``--direction``: ``a2b`` or ``b2a`` in any case, or the reference's ``AtoB``/``BtoA``.
+
+    None is the default, ``a2b``.
+    """
+    if text is None:
+        return Direction.A2B
+    value = str(text).lower().replace("to", "2")
+    if value not in tuple(Direction):
+        raise UserError(f"--direction: {text!r} is not a2b or b2a")
+    return Direction(value)
 
 
 def cache_dir() -> Path:
@@ -30,6 +63,77 @@ def cache_dir() -> Path:
         return Path(home).expanduser()
     xdg = os.environ.get("XDG_CACHE_HOME")
     return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "gentool"
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How a source prepared its images for the model: ``DataInfo.preprocessing``.
+
+    The fields that code reads are typed: ``channels`` (1 or 3), ``resize`` (the (height,
+    width) fed to the model; None where the source describes its resizing per split, as
+    translation folders do in ``details["train"]`` and ``details["test"]``),
+    ``interpolation`` and ``direction`` (translation data only). ``details`` holds the rest
+    of the description as written: ``layout``, ``scale`` or ``range``, ``antialias``,
+    ``split``, the ``train``/``test`` augmentation, ``generated``, a plugin's own keys, and
+    a typed key written as null. The JSON (:meth:`to_dict`) has the same keys and values as
+    the plain dicts of checkpoints written before this class, which :meth:`from_dict` reads:
+    a value that is not of a field's type stays in ``details``, so any dict round-trips.
+
+    Example:
+        >>> p = Preprocessing.from_dict({"channels": 1, "resize": [8, 8], "layout": "flat"})
+        >>> p.resize, p.details, p.to_dict() == {"channels": 1, "resize": [8, 8], "layout": "flat"}
+        ((8, 8), {'layout': 'flat'}, True)
+    """
+
+    channels: int | None = None
+    resize: tuple[int, int] | None = None
+    interpolation: str | None = None
+    direction: Direction | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # A typed value beside a details entry of the same key would make the JSON ambiguous.
+        clash = [key for key in _TYPED if getattr(self, key) is not None and key in self.details]
+        if clash:
+            raise ValueError(f"preprocessing: {', '.join(clash)} both typed and in details")
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Preprocessing:
+        """The description in a checkpoint's ``gentool.data`` JSON (or a plugin's dict)."""
+        typed: dict[str, Any] = {}
+        details: dict[str, Any] = {}
+        for key, value in data.items():
+            parsed = _TYPED[key](value) if key in _TYPED else None
+            if parsed is None:
+                details[key] = value
+            else:
+                typed[key] = parsed
+        return cls(**typed, details=details)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The description as JSON values, keys and values as checkpoints have always held."""
+        typed = {
+            "channels": self.channels,
+            "resize": list(self.resize) if self.resize else None,
+            "interpolation": self.interpolation,
+            "direction": self.direction.value if self.direction else None,
+        }
+        return {**self.details, **{k: v for k, v in typed.items() if v is not None}}
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+#: How each typed field of :class:`Preprocessing` reads its JSON value; None: not of its type.
+_TYPED: dict[str, Callable[[Any], Any]] = {
+    "channels": lambda v: v if _whole(v) else None,
+    "resize": lambda v: (
+        tuple(v) if isinstance(v, list | tuple) and len(v) == 2 and all(map(_whole, v)) else None
+    ),
+    "interpolation": lambda v: v if isinstance(v, str) else None,
+    "direction": lambda v: Direction(v) if v in tuple(Direction) else None,
+}
 
 
 @dataclass
@@ -44,8 +148,25 @@ class DataOptions:
     load_size: int | None = None  # translation: resize to this before the random crop
     flip: bool = True  # translation: random horizontal flips in training
     normal_class: str | None = None  # anomaly detection: train on this class only
-    direction: str = "a2b"  # paired data: which side is the input
+    direction: str = Direction.A2B  # paired data: which side is the input (parse_direction)
     seed: int = 0  # for the fixed train/validation split and augmentation
+
+    @classmethod
+    def from_info(cls, info: DataInfo, normal_class: str | None = None) -> DataOptions:
+        """Options that read data the way the model described by ``info`` saw its own.
+
+        Its (height, width), never squared, its channels and direction, and its normal class
+        unless ``normal_class`` names another. A plugin's loader may read ``image_size``
+        only: for a non-square model it then gives its own size, which the model resizes.
+        """
+        return cls(
+            image_size=info.height if info.height == info.width else None,
+            image_hw=(info.height, info.width),
+            channels=info.channels,
+            normal_class=normal_class if normal_class is not None else info.normal_class,
+            direction=info.direction,
+            seed=0,
+        )
 
 
 @dataclass
@@ -54,6 +175,8 @@ class DataInfo:
 
     ``levels`` is the number of quantisation levels of a pixel value (256 for 8-bit images,
     17 for scikit-learn digits), which flows need for dequantisation and bits/dim.
+    ``preprocessing`` may be given as a plain dict (a plugin's own keys), read by
+    :meth:`Preprocessing.from_dict`.
     """
 
     kind: DataKind
@@ -64,7 +187,11 @@ class DataInfo:
     source: str = ""
     normal_class: str | None = None
     class_names: tuple[str, ...] = ()
-    preprocessing: dict[str, Any] = field(default_factory=dict)
+    preprocessing: Preprocessing = field(default_factory=Preprocessing)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.preprocessing, Mapping):
+            self.preprocessing = Preprocessing.from_dict(self.preprocessing)
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -74,9 +201,15 @@ class DataInfo:
     def dims(self) -> int:
         return self.channels * self.height * self.width
 
+    @property
+    def direction(self) -> Direction:
+        """Translation data: which side was the input, ``a2b`` unless the description says."""
+        return parse_direction(self.preprocessing.direction)
+
     def to_json(self) -> str:
-        data = asdict(self)
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
         data["kind"] = self.kind.value
+        data["preprocessing"] = self.preprocessing.to_dict()
         return json.dumps(data, sort_keys=True)
 
     @classmethod
@@ -88,6 +221,10 @@ class DataInfo:
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive whole number, not {value!r}")
         data["class_names"] = tuple(data.get("class_names", ()))
+        preprocessing = data.get("preprocessing", {})
+        if not isinstance(preprocessing, dict):
+            raise TypeError(f"preprocessing must be a JSON object, not {preprocessing!r}")
+        data["preprocessing"] = Preprocessing.from_dict(preprocessing)
         return cls(**data)
 
 
