@@ -19,17 +19,9 @@ from pathlib import Path
 
 import torch
 
-from gentool.data.base import DataInfo, DataOptions
-from gentool.data.sources import (
-    SPLIT_SEED,
-    TEST_FRACTION,
-    SplitSource,
-    TensorImages,
-    checked_channels,
-    checked_hw,
-    normal_class_index,
-)
-from gentool.family import DataKind
+from gentool.data.base import DataOptions
+from gentool.data.builders import image_source
+from gentool.data.sources import FIXED_SPLIT, SPLIT_SEED, TEST_FRACTION, SplitSource
 
 __all__ = ["CLASS_NAMES", "LEVELS", "load"]
 
@@ -51,35 +43,15 @@ def load(options: DataOptions, root: Path | None = None) -> SplitSource:
         stratify=digits.target,
         random_state=SPLIT_SEED,
     )
-    train, test = torch.as_tensor(train), torch.as_tensor(test)
-    normal = normal_class_index(options.normal_class, CLASS_NAMES, "digits")
-    if normal is not None:
-        train = train[labels[train] == normal]
-
-    channels = checked_channels(options, 1)
-    size = checked_hw(options, (8, 8))
-    resize = None if size == (8, 8) else size
-    preprocessing = {
-        "scale": "value / 16",
-        "resize": list(size),
-        "interpolation": "bilinear" if resize else None,
-        "antialias": bool(resize),
-        "channels": channels,
-        "split": {"test_fraction": TEST_FRACTION, "seed": SPLIT_SEED, "stratified": True},
-    }
-    info = DataInfo(
-        kind=DataKind.IMAGES,
-        channels=channels,
-        height=size[0],
-        width=size[1],
-        levels=LEVELS,
-        source="digits",
-        normal_class=CLASS_NAMES[normal] if normal is not None else None,
-        class_names=CLASS_NAMES,
-        preprocessing=preprocessing,
-    )
     splits = {
-        name: TensorImages(images[index], labels[index], LEVELS - 1, channels, resize)
-        for name, index in (("train", train), ("test", test))
+        name: (images[index], labels[index])
+        for name, index in (("train", torch.as_tensor(train)), ("test", torch.as_tensor(test)))
     }
-    return SplitSource(info, splits)
+    return image_source(
+        options,
+        splits,
+        source="digits",
+        levels=LEVELS,
+        class_names=CLASS_NAMES,
+        split={**FIXED_SPLIT, "stratified": True},
+    )

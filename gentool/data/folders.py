@@ -17,25 +17,16 @@ Without a ``test/`` folder, a fixed stratified 80/20 split holds out the test im
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from gentool.data.base import DataInfo, DataOptions
-from gentool.data.images import list_images, read_header, subfolders
-from gentool.data.sources import (
-    SPLIT_SEED,
-    TEST_FRACTION,
-    ImageFiles,
-    SplitSource,
-    checked_channels,
-    checked_hw,
-    fixed_split,
-    normal_class_index,
-)
+from gentool.data.base import DataOptions
+from gentool.data.builders import image_source
+from gentool.data.images import list_images, subfolders
+from gentool.data.sources import FIXED_SPLIT, SplitSource, fixed_split
 from gentool.errors import UserError
-from gentool.family import DataKind
 
-__all__ = ["FolderScan", "folder_levels", "load_all_images", "load_folder", "scan_folder"]
+__all__ = ["FolderScan", "load_all_images", "load_folder", "scan_folder"]
 
 SPLIT_NAMES = ("train", "test", "val")
 _TRANSLATION_DIRS = ("trainA", "trainB", "testA", "testB")
@@ -117,29 +108,17 @@ def _label_splits(
     }
 
 
-def folder_levels(files: list[Path]) -> int:
-    """The quantisation levels of a set of image files: those of the deepest one.
-
-    Reads every header, so a bad file is named now. The maximum loses nothing: pixels load
-    as ``value / (2**bits - 1)``, and ``2**a - 1`` divides ``2**b - 1`` when ``a`` divides
-    ``b``, so 1-bit and 8-bit values lie exactly on the 16-bit grid (8-bit ``v`` is
-    ``257 v``) and on float's 2**24 levels. Beside a float image (2**24: float32's own
-    resolution, in effect continuous) 16-bit values are kept to within float32 rounding.
-    """
-    return max((read_header(file).levels for file in files), default=256)
-
-
 def load_folder(path: Path, options: DataOptions, *, source: str | None = None) -> SplitSource:
     """An ``images`` data source from a folder in any layout :func:`scan_folder` knows.
 
     Items are ``(image, label)``; the image size defaults to the first training image's
     size (others are resized to it) and the channels to its own (1 for grey, else 3).
     Every file's header is read now, so a bad file is named before training, and the
-    quantisation levels are those of the deepest image (:func:`folder_levels`).
+    quantisation levels are those of the deepest image (see
+    :func:`gentool.data.builders.file_levels`).
     """
     root = Path(path).expanduser()
     scan = scan_folder(root)
-    name = source or str(root)
     splits = dict(scan.splits)
     made_split = False
     if "all" in splits:
@@ -152,49 +131,15 @@ def load_folder(path: Path, options: DataOptions, *, source: str | None = None) 
         train, test = fixed_split([label for _, label in files])
         splits["train"], splits["test"] = [files[i] for i in train], [files[i] for i in test]
         made_split = True
-
-    normal_name = options.normal_class
-    if scan.layout == "mvtec" and normal_name is None:
-        normal_name = "good"
-    normal = normal_class_index(normal_name, scan.class_names, name)
-    if normal is not None:
-        splits["train"] = [(p, label) for p, label in splits["train"] if label == normal]
-        if not splits["train"]:
-            raise UserError(f"{name}: no training images of class {scan.class_names[normal]!r}")
-
-    # Every file of the folder, filtered-out classes included, so that --normal-class never
-    # changes the levels of the same folder.
-    levels = folder_levels([file for files in scan.splits.values() for file, _ in files])
-    first = read_header(splits["train"][0][0])
-    channels = checked_channels(options, first.channels)
-    size = checked_hw(options, (first.height, first.width))
-
-    preprocessing = {
-        "layout": scan.layout,
-        "resize": list(size),
-        "interpolation": "bilinear",
-        "antialias": True,
-        "channels": channels,
-        "range": [0.0, 1.0],
-    }
-    if made_split:
-        preprocessing["split"] = {"test_fraction": TEST_FRACTION, "seed": SPLIT_SEED}
-    info = DataInfo(
-        kind=DataKind.IMAGES,
-        channels=channels,
-        height=size[0],
-        width=size[1],
-        levels=levels,
-        source=name,
-        normal_class=scan.class_names[normal] if normal is not None else None,
+    return image_source(
+        options,
+        {split: _unzipped(files) for split, files in splits.items()},
+        source=source or str(root),
         class_names=scan.class_names,
-        preprocessing=preprocessing,
+        normal_class="good" if scan.layout == "mvtec" else None,
+        layout=scan.layout,
+        split=FIXED_SPLIT if made_split else None,
     )
-    datasets = {
-        split: ImageFiles([p for p, _ in files], [label for _, label in files], channels, size)
-        for split, files in splits.items()
-    }
-    return SplitSource(info, datasets)
 
 
 def load_all_images(path: Path, options: DataOptions) -> SplitSource:
@@ -207,28 +152,15 @@ def load_all_images(path: Path, options: DataOptions) -> SplitSource:
     root = Path(path).expanduser()
     scan = scan_folder(root)
     files = [item for split in scan.splits.values() for item in split]
-    levels = folder_levels([file for file, _ in files])
-    first = read_header(files[0][0])
-    channels = checked_channels(options, first.channels)
-    size = checked_hw(options, (first.height, first.width))
     normal = options.normal_class if options.normal_class in scan.class_names else None
-    info = DataInfo(
-        kind=DataKind.IMAGES,
-        channels=channels,
-        height=size[0],
-        width=size[1],
-        levels=levels,
+    return image_source(
+        replace(options, normal_class=normal),
+        {"all": _unzipped(files)},
         source=str(root),
-        normal_class=normal,
         class_names=scan.class_names,
-        preprocessing={
-            "layout": scan.layout,
-            "resize": list(size),
-            "interpolation": "bilinear",
-            "antialias": True,
-            "channels": channels,
-            "range": [0.0, 1.0],
-        },
+        layout=scan.layout,
     )
-    dataset = ImageFiles([p for p, _ in files], [label for _, label in files], channels, size)
-    return SplitSource(info, {"all": dataset})
+
+
+def _unzipped(files: list[tuple[Path, int]]) -> tuple[list[Path], list[int]]:
+    return [path for path, _ in files], [label for _, label in files]

@@ -20,11 +20,11 @@ import torch
 from torch.utils.data import Dataset
 
 from gentool.data.augment import item_generator
-from gentool.data.base import DataInfo, DataOptions
+from gentool.data.base import DataKind, DataOptions
+from gentool.data.builders import PairShape, pair_source
 from gentool.data.images import to_channels
-from gentool.data.sources import SplitSource, checked_channels, checked_size
+from gentool.data.sources import SplitSource
 from gentool.errors import UserError
-from gentool.family import DataKind
 
 __all__ = ["DEFAULT_IMAGE_SIZE", "SIZES", "ToyShapes", "draw_shape", "load", "load_paired"]
 
@@ -112,34 +112,21 @@ class ToyShapes(Dataset):
 
 def load(options: DataOptions, root: Any = None, paired: bool = False) -> SplitSource:
     """The ``toy-shapes`` data source (``paired=True``: ``toy-shapes-paired``)."""
-    size = checked_size(options, DEFAULT_IMAGE_SIZE)
-    channels = checked_channels(options, 3)
-    if size < 4:
-        raise UserError(f"--image-size must be at least 4 for toy shapes, not {size}")
-    direction = (options.direction or "a2b").lower()
-    if direction not in ("a2b", "b2a"):
-        raise UserError(f"--direction must be a2b or b2a, not {options.direction!r}")
-    name = "toy-shapes-paired" if paired else "toy-shapes"
-    info = DataInfo(
-        kind=DataKind.PAIRED if paired else DataKind.UNPAIRED,
-        channels=channels,
-        height=size,
-        width=size,
-        levels=256,
-        source=name,
-        preprocessing={
-            "generated": True,
-            "resize": [size, size],
-            "channels": channels,
-            "direction": direction,
-            "range": [0.0, 1.0],
-        },
-    )
-    swap = direction == "b2a"
+    shape = PairShape.checked(options, DEFAULT_IMAGE_SIZE)
+    if shape.size < 4:
+        raise UserError(f"--image-size must be at least 4 for toy shapes, not {shape.size}")
     splits = {
-        split: ToyShapes(split, paired, size, channels, options.seed, swap) for split in SIZES
+        split: ToyShapes(split, paired, shape.size, shape.channels, options.seed, shape.swap)
+        for split in SIZES
     }
-    return SplitSource(info, splits)
+    return pair_source(
+        DataKind.PAIRED if paired else DataKind.UNPAIRED,
+        shape,
+        splits,
+        source="toy-shapes-paired" if paired else "toy-shapes",
+        resize=(shape.size, shape.size),  # drawn at that size, never resized
+        generated=True,
+    )
 
 
 def load_paired(options: DataOptions, root: Any = None) -> SplitSource:

@@ -15,6 +15,7 @@ from gentool.data.images import load_image, resize_image, to_channels
 from gentool.errors import NoClasses, UserError
 
 __all__ = [
+    "FIXED_SPLIT",
     "SPLIT_SEED",
     "TEST_FRACTION",
     "ImageFiles",
@@ -32,6 +33,8 @@ TEST_FRACTION = 0.2
 #: The held-out split never depends on ``--seed``: a model scored with another seed must see
 #: the same test images it was not trained on.
 SPLIT_SEED = 0
+#: How :func:`fixed_split` held out a test split, in a data description.
+FIXED_SPLIT = {"test_fraction": TEST_FRACTION, "seed": SPLIT_SEED}
 
 
 class SplitSource(DataSource):

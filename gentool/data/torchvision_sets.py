@@ -12,9 +12,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from gentool.data.base import DataInfo, DataOptions
+from gentool.data.base import DataOptions
 from gentool.errors import UserError
-from gentool.family import DataKind
 
 __all__ = ["FASHION_MNIST", "MNIST", "TorchvisionSet", "is_cached", "load"]
 
@@ -77,13 +76,7 @@ def load(name: str, options: DataOptions, root: Path) -> object:
     """The ``mnist`` or ``fashion-mnist`` data source, downloading it on first use."""
     import torchvision
 
-    from gentool.data.sources import (
-        SplitSource,
-        TensorImages,
-        checked_channels,
-        checked_hw,
-        normal_class_index,
-    )
+    from gentool.data.builders import image_source
 
     spec = SETS[name]
     dataset_class = getattr(torchvision.datasets, spec.class_name)
@@ -91,40 +84,8 @@ def load(name: str, options: DataOptions, root: Path) -> object:
     root.mkdir(parents=True, exist_ok=True)
     train = _open(dataset_class, spec, root, train=True)
     test = _open(dataset_class, spec, root, train=False)
-
-    normal = normal_class_index(options.normal_class, spec.class_names, name)
-    train_images, train_labels = train.data, train.targets
-    if normal is not None:
-        keep = train_labels == normal
-        train_images, train_labels = train_images[keep], train_labels[keep]
-
-    channels = checked_channels(options, 1)
-    size = checked_hw(options, (28, 28))
-    resize = None if size == (28, 28) else size
-    info = DataInfo(
-        kind=DataKind.IMAGES,
-        channels=channels,
-        height=size[0],
-        width=size[1],
-        levels=256,
-        source=name,
-        normal_class=spec.class_names[normal] if normal is not None else None,
-        class_names=spec.class_names,
-        preprocessing={
-            "scale": "value / 255",
-            "resize": list(size),
-            "interpolation": "bilinear" if resize else None,
-            "antialias": bool(resize),
-            "channels": channels,
-        },
-    )
-    return SplitSource(
-        info,
-        {
-            "train": TensorImages(train_images, train_labels, 255, channels, resize),
-            "test": TensorImages(test.data, test.targets, 255, channels, resize),
-        },
-    )
+    splits = {"train": (train.data, train.targets), "test": (test.data, test.targets)}
+    return image_source(options, splits, source=name, levels=256, class_names=spec.class_names)
 
 
 def _open(dataset_class: type, spec: TorchvisionSet, root: Path, train: bool):

@@ -25,18 +25,11 @@ import torch
 from torch.utils.data import Dataset
 
 from gentool.data.augment import Augment, default_load_size, item_generator
-from gentool.data.base import DataInfo, DataOptions
+from gentool.data.base import DataKind, DataOptions
+from gentool.data.builders import PairShape, pair_source
 from gentool.data.images import list_images, load_image, read_header, subfolders
-from gentool.data.sources import (
-    SPLIT_SEED,
-    TEST_FRACTION,
-    SplitSource,
-    checked_channels,
-    checked_size,
-    fixed_split,
-)
+from gentool.data.sources import FIXED_SPLIT, SplitSource, fixed_split
 from gentool.errors import UserError
-from gentool.family import DataKind
 
 __all__ = [
     "DEFAULT_IMAGE_SIZE",
@@ -194,9 +187,8 @@ def load_translation_folder(
     if not root.is_dir():
         raise UserError(f"{root} is not a folder")
     name = source or str(root)
-    direction = _direction(options)
-    channels = checked_channels(options, 3)
-    size = checked_size(options, DEFAULT_IMAGE_SIZE)
+    shape = PairShape.checked(options, DEFAULT_IMAGE_SIZE)
+    size, channels = shape.size, shape.channels
     load_size = default_load_size(size) if options.load_size is None else options.load_size
     train_aug = Augment(size, load_size, train=True, flip=options.flip)
     eval_aug = Augment(size, load_size, train=False)
@@ -211,7 +203,7 @@ def load_translation_folder(
             b_train, b_test = fixed_split([-1] * len(b_all))
             found["train"] = ([a_all[i] for i in a_train], [b_all[i] for i in b_train])
             found["test"] = ([a_all[i] for i in a_test], [b_all[i] for i in b_test])
-        if direction == "b2a":
+        if shape.swap:
             found = {s: (b, a) for s, (a, b) in found.items()}
         files = [p for a, b in found.values() for p in (*a, *b)]
         datasets = {
@@ -236,7 +228,7 @@ def load_translation_folder(
                 train_aug if split == "train" else eval_aug,
                 channels,
                 options.seed,
-                swap=direction == "b2a",
+                swap=shape.swap,
             )
             for split, items in pairs.items()
             if items
@@ -254,33 +246,16 @@ def load_translation_folder(
                     f"{file} is {header.width} pixel wide, too narrow to hold A and B side by "
                     "side (A the left half, B the right)"
                 )
-    preprocessing = {
-        "layout": layout,
-        "train": train_aug.describe(),
-        "test": eval_aug.describe(),
-        "channels": channels,
-        "direction": direction,
-        "range": [0.0, 1.0],
-    }
-    if made_split:
-        preprocessing["split"] = {"test_fraction": TEST_FRACTION, "seed": SPLIT_SEED}
-    info = DataInfo(
-        kind=kind,
-        channels=channels,
-        height=size,
-        width=size,
-        levels=256,
+    return pair_source(
+        kind,
+        shape,
+        datasets,
         source=name,
-        preprocessing=preprocessing,
+        layout=layout,
+        train=train_aug.describe(),
+        test=eval_aug.describe(),
+        split=FIXED_SPLIT if made_split else None,
     )
-    return SplitSource(info, datasets)
-
-
-def _direction(options: DataOptions) -> str:
-    direction = (options.direction or "a2b").lower()
-    if direction not in ("a2b", "b2a"):
-        raise UserError(f"--direction must be a2b or b2a, not {options.direction!r}")
-    return direction
 
 
 def _images(folder: Path) -> list[Path]:
