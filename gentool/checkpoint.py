@@ -22,7 +22,7 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from safetensors import safe_open
@@ -32,20 +32,18 @@ from safetensors.torch import save as save_bytes
 from gentool import __version__
 from gentool.errors import UserError
 
-if TYPE_CHECKING:
-    from gentool.family import FamilySpec
-    from gentool.model import Model
-
 __all__ = [
     "FORMAT_VERSION",
     "CheckpointMeta",
     "atomic_write",
     "decode_tree",
+    "describe_misfit",
     "encode_tree",
-    "load_model",
     "load_resume",
     "read_resume_header",
     "read_checkpoint",
+    "read_header",
+    "read_weights",
     "resolve_checkpoint",
     "save_model",
     "save_resume",
@@ -70,6 +68,7 @@ class CheckpointMeta:
     metrics: dict[str, Any] = field(default_factory=dict)
     gentool_version: str = __version__
     format: int = FORMAT_VERSION
+    sha256: str | None = None  # of the weights, as read from a file (written by save_model)
 
     def to_strings(self) -> dict[str, str]:
         return {
@@ -98,6 +97,7 @@ class CheckpointMeta:
             metrics=json.loads(meta.get("gentool.metrics", "{}")),
             gentool_version=meta.get("gentool.version", "?"),
             format=int(meta["gentool.format"]),
+            sha256=meta.get("gentool.sha256"),
         )
 
 
@@ -172,10 +172,8 @@ def _read_metadata(path: Path) -> dict[str, str]:
         ) from None
 
 
-def read_checkpoint(
-    path: Path, family: str | None = None
-) -> tuple[CheckpointMeta, dict[str, torch.Tensor]]:
-    """Metadata and weights of a model checkpoint, checked for format, family and integrity."""
+def read_header(path: Path) -> CheckpointMeta:
+    """The metadata of a model checkpoint, without its weights, checked for format."""
     path = Path(path)
     raw = _read_metadata(path)
     if raw.get("gentool.kind") == "resume":
@@ -190,25 +188,28 @@ def read_checkpoint(
             f"{path} has checkpoint format {meta.format}, written by gentool "
             f"{meta.gentool_version}; this gentool reads format {FORMAT_VERSION}: upgrade gentool"
         )
-    if family is not None and meta.family != family:
-        from gentool.registry import get_registry
+    return meta
 
-        if meta.family in get_registry().families:
-            hint = f"use the {meta.family!r} family with it"
-        else:
-            plugin = meta.plugin or "?"
-            hint = f"{meta.family!r} is not installed (plugin {plugin}; see `gentool plugins`)"
-        raise UserError(f"{path} is a {meta.family!r} checkpoint, not {family!r}; {hint}")
+
+def read_weights(path: Path, meta: CheckpointMeta) -> dict[str, torch.Tensor]:
+    """The weights of the checkpoint whose header is ``meta``, checked against its checksum."""
+    path = Path(path)
     try:
         tensors = load_bytes(path.read_bytes())
     except Exception as err:
         raise UserError(
             f"{path}: cannot read the weights (truncated or corrupted?): {err}"
         ) from None
-    expected = raw.get("gentool.sha256")
-    if expected is not None and _digest(tensors) != expected:
+    if meta.sha256 is not None and _digest(tensors) != meta.sha256:
         raise UserError(f"{path}: the weights do not match their checksum (modified or damaged)")
-    return meta, tensors
+    return tensors
+
+
+def read_checkpoint(path: Path) -> tuple[CheckpointMeta, dict[str, torch.Tensor]]:
+    """Metadata and weights of a model checkpoint, checked for format and integrity (the
+    family it is for: :func:`gentool.loading.read_family_checkpoint`)."""
+    meta = read_header(path)
+    return meta, read_weights(path, meta)
 
 
 def _parse_meta(path: Path, raw: dict[str, str]) -> CheckpointMeta:
@@ -221,47 +222,6 @@ def _parse_meta(path: Path, raw: dict[str, str]) -> CheckpointMeta:
     except (KeyError, ValueError, TypeError, AttributeError) as err:
         raise UserError(f"{path}: damaged gentool metadata ({type(err).__name__}: {err})") from None
     return meta
-
-
-def load_model(
-    family: FamilySpec | str | None, checkpoint: str | Path, device: torch.device | str
-) -> Model:
-    """The model in a checkpoint, rebuilt from its saved hyperparameters, in eval mode.
-
-    ``family`` is a spec, a registered family's name, or None for whatever family wrote the
-    file. ``checkpoint`` is a run folder or a ``.safetensors`` file. The saved metadata is
-    on ``model.checkpoint_meta``. Every problem with the file is a :class:`UserError`.
-    """
-    from gentool.config import config_from_json
-    from gentool.data.base import DataInfo
-    from gentool.registry import get_registry
-
-    path = resolve_checkpoint(checkpoint)
-    name = family.name if not isinstance(family, str | None) else family
-    meta, tensors = read_checkpoint(path, name)
-    spec = family if not isinstance(family, str | None) else get_registry().family(meta.family)
-    try:
-        config = config_from_json(spec.config, json.dumps(meta.config))
-    except UserError as err:  # its message names a CLI flag the user did not type
-        raise UserError(f"{path}: damaged gentool metadata (the hyperparameters: {err})") from None
-    try:
-        info = DataInfo.from_json(meta.data)
-    except (KeyError, ValueError, TypeError) as err:
-        raise UserError(f"{path}: damaged gentool metadata (the data: {err})") from None
-    try:
-        model = spec.load_model_class()(config, info, torch.device(device))
-    except UserError as err:  # values no training run writes: the file was edited
-        raise UserError(f"{path}: cannot rebuild the model from its metadata: {err}") from None
-    misfit = describe_misfit(model.networks.state_dict(), tensors)
-    if misfit:
-        raise UserError(f"{path} does not fit the {spec.name!r} networks: {misfit}")
-    try:
-        model.networks.load_state_dict(tensors)
-    except RuntimeError as err:  # names and shapes fit; what is left is torch's own check
-        first = " ".join(str(err).split())[:300]
-        raise UserError(f"{path} does not fit the {spec.name!r} networks: {first}") from None
-    model.checkpoint_meta = meta
-    return model.eval()
 
 
 def describe_misfit(expected: dict[str, torch.Tensor], found: dict[str, torch.Tensor]) -> str:

@@ -24,7 +24,7 @@ from gentool.config import (
     config_from_json,
     load_config_file,
 )
-from gentool.data.base import DataInfo, DataOptions
+from gentool.data.base import DataInfo, DataOptions, parse_direction
 from gentool.errors import UserError
 from gentool.family import DataKind, FamilySpec
 from gentool.options import TrainOptions
@@ -274,13 +274,6 @@ def _done(meta: dict[str, str], engine: dict[str, Any]) -> Done:
         bad_epochs=int(engine.get("bad_epochs", 0)),
         best=float(best) if best is not None else None,
     )
-
-
-def parse_direction(text: str) -> str:
-    value = text.lower().replace("to", "2")
-    if value not in ("a2b", "b2a"):
-        raise UserError(f"--direction: {text!r} is not a2b or b2a")
-    return value
 
 
 def describe(info: DataInfo) -> str:

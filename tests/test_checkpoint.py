@@ -19,6 +19,7 @@ from gentool.checkpoint import (
     save_resume,
 )
 from gentool.errors import UserError
+from gentool.loading import read_family_checkpoint
 
 
 def _meta(family="maf"):
@@ -44,7 +45,7 @@ def state():
 def test_round_trip(tmp_path, state):
     path = tmp_path / "model.safetensors"
     save_model(path, state, _meta())
-    meta, tensors = read_checkpoint(path, "maf")
+    meta, tensors = read_checkpoint(path)
     assert meta.family == "maf" and meta.epoch == 3 and meta.metrics == {"val_loss": 1.5}
     assert meta.config["hidden_features"] == [8, 8]
     assert tensors.keys() == state.keys()
@@ -66,8 +67,8 @@ def test_run_folder_or_file(tmp_path, state):
 
 def test_wrong_family(tmp_path, state):
     save_model(tmp_path / "m.safetensors", state, _meta("cyclegan"))
-    with pytest.raises(UserError, match="is a 'cyclegan' checkpoint, not 'maf'"):
-        read_checkpoint(tmp_path / "m.safetensors", "maf")
+    with pytest.raises(UserError, match="is a 'cyclegan' checkpoint, not 'maf'; use the 'cy"):
+        read_family_checkpoint(tmp_path / "m.safetensors", "maf")
 
 
 def test_foreign_safetensors(tmp_path, state):
@@ -180,13 +181,13 @@ def test_damaged_metadata_is_one_clear_error(tmp_path, state, key, value):
 def test_a_resume_state_is_not_taken_for_a_model(tmp_path):
     save_resume(tmp_path / "resume.safetensors", {"w": torch.zeros(2)})
     with pytest.raises(UserError, match="resume state, not a model; use the run folder"):
-        read_checkpoint(tmp_path / "resume.safetensors", "maf")
+        read_family_checkpoint(tmp_path / "resume.safetensors", "maf")
 
 
 def test_a_family_that_is_not_installed_says_so(tmp_path, state):
     save_model(tmp_path / "m.safetensors", state, _meta("realnvp-not-here"))
     with pytest.raises(UserError, match="'realnvp-not-here' is not installed"):
-        read_checkpoint(tmp_path / "m.safetensors", "maf")
+        read_family_checkpoint(tmp_path / "m.safetensors", "maf")
 
 
 @pytest.mark.parametrize(
@@ -263,9 +264,9 @@ OLD_DATA = (
 
 
 def test_an_old_checkpoint_loads_with_its_data_description_whole(tmp_path):
-    from gentool.checkpoint import load_model
     from gentool.config import config_to_dict
     from gentool.data.base import DataInfo
+    from gentool.loading import load_model
     from gentool_flows.config import MAFConfig
     from gentool_flows.models import MAFModel
 

@@ -70,7 +70,7 @@ def test_the_model_uses_and_saves_the_resolved_values(tmp_path, capsys):
     code = cli.main([*args.split(), "--max-steps", "2", "--out", str(run), "--quiet"])
     assert code == 0
     capsys.readouterr()
-    meta, _ = read_checkpoint(run / "model.safetensors", "maf")
+    meta, _ = read_checkpoint(run / "model.safetensors")
     assert (meta.config["logit_lambda"], meta.config["smoothing"]) == (0.05, 0.1)
     code = cli.main(["score", "maf", "--checkpoint", str(run), "--data", "digits", "--json"])
     summary = json.loads(capsys.readouterr().out)

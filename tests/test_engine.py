@@ -145,7 +145,7 @@ def test_training_writes_a_complete_run(tmp_path):
     # Auto previews: epochs this short get the first grid and the last, not one each.
     grids = sorted(p.name for p in (tmp_path / "samples").iterdir())
     assert grids == ["epoch_0001.png", "epoch_0003.png"]
-    meta, _ = read_checkpoint(tmp_path / "model.safetensors", "gauss")
+    meta, _ = read_checkpoint(tmp_path / "model.safetensors")
     assert meta.metrics["val_loss"] == pytest.approx(result.best_validation)
     assert DataInfo.from_json(meta.data).levels == 17
 
@@ -195,7 +195,7 @@ def test_nan_stops_and_keeps_last_good_checkpoint(tmp_path):
 
     with pytest.raises(TrainingDiverged, match="loss became nan at epoch 2"):
         _train(tmp_path, epochs=3, model_class=Diverging)
-    meta, tensors = read_checkpoint(tmp_path / "model.safetensors", "gauss")
+    meta, tensors = read_checkpoint(tmp_path / "model.safetensors")
     assert meta.epoch == 1
     assert all(torch.isfinite(t).all() for t in tensors.values())
     # The plot of the sound epochs is drawn; no grid from the diverged weights.
@@ -213,7 +213,7 @@ def test_nan_validation_loss_stops_and_keeps_the_best_checkpoint(tmp_path):
 
     with pytest.raises(TrainingDiverged, match="val_loss became nan at epoch 2"):
         _train(tmp_path, epochs=3, model_class=NanValidation)
-    meta, tensors = read_checkpoint(tmp_path / "model.safetensors", "gauss")
+    meta, tensors = read_checkpoint(tmp_path / "model.safetensors")
     assert meta.epoch == 1 and math.isfinite(meta.metrics["val_loss"])
     assert all(torch.isfinite(t).all() for t in tensors.values())
 
@@ -330,7 +330,7 @@ def test_deferred_best_weights_survive_a_nan(tmp_path, rare_writes):
 
     with pytest.raises(TrainingDiverged, match="at epoch 3"):
         _train(tmp_path, epochs=4, model_class=Diverging)
-    meta, tensors = read_checkpoint(tmp_path / "model.safetensors", "gauss")
+    meta, tensors = read_checkpoint(tmp_path / "model.safetensors")
     assert meta.epoch == 2 and all(torch.isfinite(t).all() for t in tensors.values())
     state = load_resume(tmp_path / "resume.safetensors")
     assert state["engine"]["epoch"] == 1  # the last sound state written, never the NaN one

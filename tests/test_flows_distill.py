@@ -11,11 +11,12 @@ import torch
 from sklearn.datasets import load_digits
 
 from gentool import cli
-from gentool.checkpoint import CheckpointMeta, load_model, save_model
+from gentool.checkpoint import CheckpointMeta, save_model
 from gentool.config import config_to_dict
 from gentool.data.base import DataInfo
 from gentool.errors import UserError
 from gentool.family import DataKind
+from gentool.loading import load_model
 from gentool_flows.config import IAFConfig, MAFConfig
 from gentool_flows.distill import Distillation, load_teacher
 from gentool_flows.models import IAFModel, MAFModel

@@ -108,7 +108,8 @@ def test_bench_operations_run():
 def test_a_checkpoint_that_does_not_fit_names_the_tensor(tmp_path):
     import dataclasses
 
-    from gentool.checkpoint import CheckpointMeta, load_model, save_model
+    from gentool.checkpoint import CheckpointMeta, save_model
+    from gentool.loading import load_model
 
     spec = registered()["maf"]
     config = MAFConfig(hidden_features=(16,), num_layers=2)
