@@ -86,7 +86,7 @@ def load_model(
         ...
         gentool.errors.UserError: --checkpoint: no such file or run folder: no/such/run
     """
-    from gentool.checkpoint import load_model as load
+    from gentool.loading import load_model as load
     from gentool.runtime import resolve_device
 
     return load(family, checkpoint, resolve_device(str(device)))

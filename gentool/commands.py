@@ -14,7 +14,6 @@ import torch
 from gentool.checkpoint import (
     MODEL_FILE,
     RESUME_FILE,
-    load_model,
     resolve_checkpoint,
 )
 from gentool.checks import check_out_file, check_out_folder, check_seed, inside
@@ -23,6 +22,7 @@ from gentool.data.base import DataInfo, DataOptions, parse_direction
 from gentool.data.sources import checked_channels, checked_size
 from gentool.errors import NoClasses, TrainingDiverged, UserError, writing
 from gentool.family import DataKind, FamilySpec
+from gentool.loading import load_model
 from gentool.model import Model
 from gentool.options import TrainOptions
 from gentool.progress import stderr_console
