@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
     from gentool.data.images import resize_image, to_channels
     from gentool.density import DensityModel, LogitTransform
+    from gentool.metrics import fid_kid_metrics, l1_error, psnr, ssim
     from gentool.model import Model
     from gentool.progress import stderr_console
     from gentool.runtime import forked_rng, resolve_device, seed_everything, to_device
@@ -39,13 +40,17 @@ __all__ = [
     "TrainConfig",
     "UserError",
     "__version__",
+    "fid_kid_metrics",
     "forked_rng",
     "hookimpl",
+    "l1_error",
     "load_model",
     "option",
+    "psnr",
     "resize_image",
     "resolve_device",
     "seed_everything",
+    "ssim",
     "stderr_console",
     "to_channels",
     "to_device",
@@ -65,6 +70,12 @@ _LAZY = {
     "resize_image": "gentool.data.images",
     # Messages and progress go to stderr; stdout carries results.
     "stderr_console": "gentool.progress",
+    # Metrics a family reports when scoring: per-image fidelity to a target, and FID/KID
+    # between real and generated sets (Inception-v3 weights only from the hub cache).
+    "l1_error": "gentool.metrics",
+    "psnr": "gentool.metrics",
+    "ssim": "gentool.metrics",
+    "fid_kid_metrics": "gentool.metrics",
 }
 
 

@@ -2,9 +2,7 @@
 
 For density families the anomaly score is the negative log-likelihood (a flow has no
 reconstruction). Where labels exist (a normal class, or MVTec's ``good`` folder), detection
-is judged by AUROC and AUPRC (scikit-learn), never accuracy: anomalies are usually rare, or,
-in one-class benchmarks such as digits, the great majority. AUPRC is reported both with the
-anomaly as the positive class and with the normal class as positive.
+is judged by AUROC and AUPRC (:func:`gentool.metrics.anomaly_metrics`).
 """
 
 from __future__ import annotations
@@ -20,10 +18,13 @@ import torch
 from torch.utils.data import DataLoader
 
 from gentool.errors import UserError, writing
+from gentool.metrics import anomaly_metrics
 from gentool.model import Model
 from gentool.progress import stderr_console
 from gentool.runtime import to_device
 
+# anomaly_metrics lives in gentool.metrics; it stays importable from here for existing callers
+# (benchmarks/digits_anomaly.py, the flow tests).
 __all__ = ["ScoreResult", "anomaly_metrics", "score_source", "write_results"]
 
 
@@ -31,29 +32,6 @@ __all__ = ["ScoreResult", "anomaly_metrics", "score_source", "write_results"]
 class ScoreResult:
     summary: dict[str, Any]
     rows: list[dict[str, Any]] = field(default_factory=list)
-
-
-def anomaly_metrics(scores: torch.Tensor, anomaly: torch.Tensor) -> dict[str, Any]:
-    """AUROC and AUPRC of ``scores`` (higher = more anomalous) against 0/1 labels."""
-    from sklearn.metrics import average_precision_score, roc_auc_score
-
-    y = anomaly.cpu().numpy()  # scikit-learn reads host memory: a CUDA tensor moves first
-    scores = scores.detach().double().cpu()
-    finite = scores[torch.isfinite(scores)]
-    if len(finite) < len(scores):
-        # Only the order matters to these metrics, and scikit-learn refuses infinities (an
-        # NLL beyond float range): they become the extremes of the finite scores, or tie
-        # when no score is finite.
-        low, high = (float(finite.min()), float(finite.max())) if len(finite) else (0.0, 0.0)
-        scores = scores.clamp(low - 1, high + 1)
-    s = scores.numpy()
-    n_anomalous = int(y.sum())
-    out: dict[str, Any] = {"normal": int(len(y) - n_anomalous), "anomalous": n_anomalous}
-    if 0 < n_anomalous < len(y):
-        out["auroc"] = float(roc_auc_score(y, s))
-        out["auprc"] = float(average_precision_score(y, s))
-        out["auprc_normal"] = float(average_precision_score(1 - y, -s))
-    return out
 
 
 def _items(batch: Any) -> int:

@@ -171,17 +171,25 @@ def test_wgangp_training_applies_the_penalty():
     assert losses["gp_A"].item() > 0 and losses["gp_B"].item() > 0
 
 
+def learning_rates(model: CycleGANModel) -> dict[str, float]:
+    """Each optimiser's learning rate, as a fraction of the initial 2e-4."""
+    return {name: opt.param_groups[0]["lr"] / 0.0002 for name, opt in model.optimizers.items()}
+
+
 @pytest.mark.filterwarnings("ignore:Detected call of")
 def test_linear_schedule_is_constant_then_decays_to_zero():
     model = make_model(epochs=7, epochs_decay=4)
     model.configure_training()
     rates = []
     for epoch in range(7):
-        rates.append(model.optimizers["G"].param_groups[0]["lr"] / 0.0002)
+        rates.append(learning_rates(model))
         model.end_epoch(epoch)
+    # The reference's lambda_rule: 1 - max(0, epoch + 1 - n_epochs) / (n_epochs_decay + 1),
+    # with n_epochs = 7 - 4 constant epochs, for G and D alike.
     expected = [1, 1, 1, 4 / 5, 3 / 5, 2 / 5, 1 / 5]
-    assert rates == pytest.approx(expected)
-    assert model.optimizers["D"].param_groups[0]["lr"] == pytest.approx(0.0)  # after 7 epochs
+    assert [r["G"] for r in rates] == pytest.approx(expected)
+    assert [r["D"] for r in rates] == pytest.approx(expected)
+    assert learning_rates(model) == pytest.approx({"G": 0.0, "D": 0.0})  # after 7 epochs
 
 
 @pytest.mark.filterwarnings("ignore:Detected call of")
@@ -195,15 +203,41 @@ def test_decay_longer_than_the_run_decays_throughout():
     assert model.optimizers["G"].param_groups[0]["lr"] == pytest.approx(0.0002 / 3)
 
 
-@pytest.mark.parametrize("policy", ["step", "plateau", "cosine"])
-def test_other_schedules_step_per_epoch(policy):
-    model = make_model(lr_policy=policy, lr_decay_epochs=1, epochs=2)
+@pytest.mark.parametrize(
+    ("policy", "expected"),
+    [
+        # x0.1 every lr_decay_epochs (here 1), as the reference's StepLR.
+        ("step", [1, 0.1, 0.01, 0.001]),
+        # Half a cosine over the run's 4 epochs: (1 + cos(pi t / 4)) / 2, down to 0.
+        ("cosine", [1, (1 + math.cos(math.pi / 4)) / 2, 0.5, (1 - math.cos(math.pi / 4)) / 2, 0]),
+    ],
+)
+def test_step_and_cosine_schedules_step_once_per_epoch(policy, expected):
+    model = make_model(lr_policy=policy, lr_decay_epochs=1, epochs=4)
     model.configure_training()
     model.train_step(unpaired_batch())
-    for epoch in range(2):
+    rates = [learning_rates(model)]
+    for epoch in range(len(expected) - 1):
         model.end_epoch(epoch)
-    rate = model.optimizers["G"].param_groups[0]["lr"]
-    assert rate <= 0.0002
+        rates.append(learning_rates(model))
+    assert [r["G"] for r in rates] == pytest.approx(expected)
+    assert [r["D"] for r in rates] == pytest.approx(expected)
+
+
+def test_plateau_schedule_cuts_the_rate_after_five_epochs_without_progress():
+    model = make_model(lr_policy="plateau", epochs=10)
+    model.configure_training()
+    rates = []
+    for epoch in range(8):
+        # A generator loss that stops improving after epoch 1: it falls 0.1% an epoch, never
+        # 1% (the threshold) below its best.
+        for _ in range(2):
+            model.record_epoch_loss(torch.tensor(2.0 if epoch == 0 else 1.0 - 0.001 * epoch))
+        model.end_epoch(epoch)
+        rates.append(learning_rates(model)["G"])
+    # Best at epoch 1; epochs 2-7 are six without a 1% gain, one more than the patience of 5.
+    assert rates == pytest.approx([1, 1, 1, 1, 1, 1, 1, 0.2])
+    assert learning_rates(model)["D"] == pytest.approx(0.2)
 
 
 def test_translate_keeps_any_size_and_is_batch_safe():
@@ -215,8 +249,13 @@ def test_translate_keeps_any_size_and_is_batch_safe():
     assert out.shape == images.shape and out.min() >= 0 and out.max() <= 1
     assert torch.allclose(out[1:2], alone, atol=1e-5)
     assert model.translate(torch.rand(1, 3, 5, 3), "b2a").shape == (1, 3, 5, 3)
-    # Grey input to an RGB model is repeated to three channels.
-    assert model.translate(torch.rand(1, 1, 16, 16), "a2b").shape == (1, 3, 16, 16)
+    # Grey input to an RGB model is repeated to three channels; RGBA loses its alpha.
+    grey, rgba = torch.rand(1, 1, 16, 16), torch.rand(1, 4, 16, 16)
+    assert model.translate(grey, "a2b").shape == (1, 3, 16, 16)
+    assert torch.equal(model.translate(grey, "a2b"), model.translate(grey.repeat(1, 3, 1, 1)))
+    assert torch.equal(model.translate(rgba, "a2b"), model.translate(rgba[:, :3], "a2b"))
+    with pytest.raises(UserError, match="takes 3-channel images, got 2 channels"):
+        model.translate(torch.rand(1, 2, 16, 16), "a2b")
     with pytest.raises(UserError):
         model.translate(images, "sideways")
 

@@ -14,11 +14,8 @@ from torch import nn
 from gentool.cli import main
 from gentool.data.base import DataInfo
 from gentool.family import DataKind
-from gentool.scoring import score_source
-from gentool_translation import fid
-from gentool_translation.config import CycleGANConfig, Pix2PixConfig
-from gentool_translation.cyclegan import CycleGANModel
-from gentool_translation.fid import (
+from gentool.metrics import fid
+from gentool.metrics.fid import (
     FID_NETWORK,
     FeatureDistance,
     InceptionFeatures,
@@ -27,6 +24,9 @@ from gentool_translation.fid import (
     kernel_inception_distance,
     sqrtm_psd,
 )
+from gentool.scoring import score_source
+from gentool_translation.config import CycleGANConfig, Pix2PixConfig
+from gentool_translation.cyclegan import CycleGANModel
 from gentool_translation.pix2pix import Pix2PixModel
 
 SIZE = 32
@@ -318,12 +318,26 @@ def cached_stand_in(hub_dir, monkeypatch):
 def test_cyclegan_scores_count_each_image_once_and_report_fid_and_kid_per_direction(
     cached_stand_in,
 ):
-    result = score_source(cyclegan(), unaligned_items(5, 9), None, 4, torch.device("cpu"))
+    model, items = cyclegan(), unaligned_items(5, 9)
+    result = score_source(model, items, None, 4, torch.device("cpu"))
     summary = result.summary
     assert summary["fid_network"] == FID_NETWORK
-    for direction in ("a2b", "b2a"):
-        assert summary[f"fid_{direction}"] >= 0
-        assert {f"kid_{direction}", f"kid_std_{direction}"} <= set(summary)
+    # The values are those of the stand-in's features of each distinct image, in file order.
+    a = torch.stack([item["A"] for item in items[:5]])
+    b = torch.stack([item["B"] for item in items])
+    features = PixelMeans()
+    for direction, real, fake in (
+        ("a2b", b, model.translate(a, "a2b")),
+        ("b2a", a, model.translate(b, "b2a")),
+    ):
+        real, fake = features(real), features(fake)
+        fid_value = frechet_distance(*gaussian_statistics(real), *gaussian_statistics(fake))
+        assert fid_value > 0
+        assert summary[f"fid_{direction}"] == pytest.approx(fid_value, rel=1e-4)
+        kid = kernel_inception_distance(real, fake)
+        assert summary[f"kid_{direction}"] == pytest.approx(kid["kid"], rel=1e-3, abs=1e-9)
+        assert summary[f"kid_std_{direction}"] == pytest.approx(kid["kid_std"], rel=1e-3)
+        assert summary[f"kid_subset_size_{direction}"] == kid["kid_subset_size"] == 2
     # The 5 A images repeat to 9 items; FID sees each file once.
     assert (summary["fid_real_images_a2b"], summary["fid_fake_images_a2b"]) == (9, 5)
     assert (summary["fid_real_images_b2a"], summary["fid_fake_images_b2a"]) == (5, 9)

@@ -8,8 +8,8 @@ import torch
 from gentool.data.base import DataInfo
 from gentool.errors import UserError
 from gentool.family import DataKind
+from gentool.metrics import l1_error, psnr, ssim
 from gentool_translation.config import Pix2PixConfig
-from gentool_translation.metrics import psnr, ssim
 from gentool_translation.pix2pix import Pix2PixModel
 
 SIZE = 32
@@ -109,14 +109,24 @@ def test_translate_is_batch_safe_with_batch_norm():
 
 
 def test_scores_against_the_target():
-    model = make_model()
+    model = make_model(dropout=False)  # no dropout: the output is the same on every pass
     model.begin_scoring()
-    scores = model.score_batch(paired_batch(count=3))
+    batch = paired_batch(count=3)
+    scores = model.score_batch(batch)
     assert set(scores) == {"l1", "psnr", "ssim"}
     assert all(v.shape == (3,) for v in scores.values())
     assert ((scores["ssim"] <= 1) & (scores["ssim"] >= -1)).all()
+    # Each is the metric of the translation against the target, image by image.
+    fake, target = model.translate(batch["A"]), batch["B"]
+    torch.testing.assert_close(scores["l1"], l1_error(fake, target))
+    torch.testing.assert_close(scores["psnr"], psnr(fake, target))
+    torch.testing.assert_close(scores["ssim"], ssim(fake, target))
+    assert scores["l1"].min() > 0 and scores["ssim"].max() < 1  # an untrained G is no copy
     summary = model.finish_scoring()
     assert set(summary) == {f"{s}_{n}" for s in ("mean", "median") for n in ("l1", "psnr", "ssim")}
+    for name, values in scores.items():
+        assert summary[f"mean_{name}"] == pytest.approx(float(values.mean()))
+        assert summary[f"median_{name}"] == pytest.approx(float(values.median()))
 
 
 def test_ssim_and_psnr_sanity():

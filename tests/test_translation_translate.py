@@ -10,9 +10,9 @@ from gentool.data.base import DataInfo
 from gentool.data.images import save_image
 from gentool.errors import UserError
 from gentool.family import DataKind
+from gentool.metrics import fid
 from gentool.scoring import score_source
 from gentool.translating import translate_folder
-from gentool_translation import fid
 from gentool_translation.config import CycleGANConfig, Pix2PixConfig
 from gentool_translation.cyclegan import CycleGANModel
 from gentool_translation.pix2pix import Pix2PixModel

@@ -7,10 +7,8 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
-from gentool.data.base import DataInfo
-from gentool.errors import UserError
-from gentool.model import Model
-from gentool_translation.inference import match_channels, run_generator
+from gentool.api import DataInfo, Model, UserError, to_channels
+from gentool_translation.inference import run_generator
 from gentool_translation.losses import GANLoss
 from gentool_translation.networks import (
     build_discriminator,
@@ -44,8 +42,8 @@ def set_requires_grad(nets: list[nn.Module], flag: bool) -> None:
 class DistributionMetric(Protocol):
     """A whole-set metric between real and translated images (FID, KID), fed batch by batch.
 
-    :meth:`TranslationModel.distribution_metrics` returns these (see
-    :class:`gentool_translation.fid.FeatureDistance`). A ``network`` attribute, where there is
+    :meth:`TranslationModel.distribution_metrics` returns these (the accumulators of
+    :func:`gentool.api.fid_kid_metrics`). A ``network`` attribute, where there is
     one, names the feature network the values depend on (reported as ``fid_network``).
     """
 
@@ -162,13 +160,14 @@ class TranslationModel(Model):
     # -- inference ------------------------------------------------------------------------------
     def signed_input(self, images: torch.Tensor) -> torch.Tensor:
         """[0, 1] images of any size on any device -> [-1, 1] on the model's device, with the
-        model's channel count."""
-        matched = match_channels(images, self.channels)
-        if matched is None:
-            raise UserError(
-                f"this model takes {self.channels}-channel images, got {images.shape[1]} channels"
-            )
-        return to_signed(matched.to(self.device, torch.float32))
+        model's channel count (grey <-> RGB as :func:`gentool.api.to_channels` converts, and an
+        alpha channel dropped)."""
+        have = images.shape[1]
+        if have == 4 and self.channels in (1, 3):
+            images = images[:, :3]  # RGBA: the colour without its alpha, as files load
+        if images.shape[1] != self.channels and {images.shape[1], self.channels} != {1, 3}:
+            raise UserError(f"this model takes {self.channels}-channel images, got {have} channels")
+        return to_signed(to_channels(images, self.channels).to(self.device, torch.float32))
 
     def generate(self, generator: nn.Module, signed: torch.Tensor) -> torch.Tensor:
         """``generator`` applied at inference (any size, see :func:`run_generator`)."""
@@ -184,7 +183,7 @@ class TranslationModel(Model):
         stderr says so). :meth:`score_batch` feeds them and :meth:`finish_scoring` reports
         them as ``<name>_<direction>``, with ``fid_network`` naming the network used.
         """
-        from gentool_translation.fid import fid_kid_metrics
+        from gentool.api import fid_kid_metrics
 
         return fid_kid_metrics(self.score_directions, self.device)
 

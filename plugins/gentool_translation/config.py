@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gentool.config import TrainConfig, option
+from gentool.api import TrainConfig, option
 
 __all__ = ["CycleGANConfig", "Pix2PixConfig", "TranslationConfig"]
 

@@ -8,12 +8,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gentool.data.base import DataInfo
-from gentool.errors import UserError
+from gentool.api import DataInfo, UserError, l1_error
 from gentool_translation.base import TranslationModel, set_requires_grad, to_signed, to_unit
 from gentool_translation.config import CycleGANConfig
 from gentool_translation.losses import run_jointly
-from gentool_translation.metrics import l1_error
 from gentool_translation.pool import ImagePool
 
 __all__ = ["CycleGANModel"]
@@ -39,7 +37,7 @@ class CycleGANModel(TranslationModel):
         device: where the networks live.
 
     Example:
-        >>> from gentool.family import DataKind
+        >>> from gentool.api import DataKind
         >>> config = CycleGANConfig(ngf=4, ndf=4, n_blocks=1)
         >>> data = DataInfo(kind=DataKind.UNPAIRED, channels=3, height=32, width=32)
         >>> model = CycleGANModel(config, data, torch.device("cpu"))

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["match_channels", "pad_to_fit", "run_generator"]
+__all__ = ["pad_to_fit", "run_generator"]
 
 
 def pad_to_fit(
@@ -34,22 +34,6 @@ def pad_to_fit(
     mirrorable = max(top, bottom) < height and max(left, right) < width
     mode = "reflect" if mirrorable else "replicate"
     return F.pad(images, (left, right, top, bottom), mode=mode), crop
-
-
-def match_channels(images: torch.Tensor, channels: int) -> torch.Tensor | None:
-    """Images with ``channels`` channels: grey repeated to RGB, RGB to luma (ITU-R 601),
-    alpha dropped; None when there is no sensible conversion."""
-    have = images.shape[1]
-    if have == channels:
-        return images
-    if have == 4 and channels in (1, 3):
-        return match_channels(images[:, :3], channels)
-    if have == 1 and channels == 3:
-        return images.expand(-1, 3, -1, -1)
-    if have == 3 and channels == 1:
-        luma = torch.tensor([0.299, 0.587, 0.114], device=images.device, dtype=images.dtype)
-        return (images * luma.view(1, 3, 1, 1)).sum(1, keepdim=True)
-    return None
 
 
 def _has_batch_norm(net: nn.Module) -> bool:

@@ -6,11 +6,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gentool.data.base import DataInfo
-from gentool.errors import UserError
+from gentool.api import DataInfo, UserError, l1_error, psnr, ssim
 from gentool_translation.base import TranslationModel, set_requires_grad, to_signed, to_unit
 from gentool_translation.config import Pix2PixConfig
-from gentool_translation.metrics import l1_error, psnr, ssim
 from gentool_translation.pool import ImagePool
 
 __all__ = ["Pix2PixModel"]
@@ -35,7 +33,7 @@ class Pix2PixModel(TranslationModel):
         device: where the networks live.
 
     Example:
-        >>> from gentool.family import DataKind
+        >>> from gentool.api import DataKind
         >>> config = Pix2PixConfig(ngf=4, ndf=4)
         >>> data = DataInfo(kind=DataKind.PAIRED, channels=3, height=32, width=32)
         >>> model = Pix2PixModel(config, data, torch.device("cpu"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import gentool
-from gentool.family import DataKind, FamilySpec
+from gentool.api import DataKind, FamilySpec
 from gentool_translation.config import CycleGANConfig, Pix2PixConfig
 
 __all__ = ["register_families"]

@@ -1,4 +1,4 @@
-"""FID and KID between real and translated images, from Inception-v3 pool features.
+"""FID and KID between real and generated images, from Inception-v3 pool features.
 
 The features are the 2048-d average-pool ("pool3") outputs of torchvision's ``inception_v3``
 with its ``IMAGENET1K_V1`` weights. They are used only when they already sit in torch hub's
@@ -22,6 +22,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from gentool.progress import stderr_console
 
 __all__ = [
     "DOWNLOAD_ENV",
@@ -283,8 +285,8 @@ def kernel_inception_distance(
 
 # -- the accumulator scoring feeds ----------------------------------------------------------------
 class FeatureDistance:
-    """FID and KID between the real and translated images of one direction, fed batch by
-    batch (a :class:`~gentool_translation.base.DistributionMetric`).
+    """FID and KID between a set of real and a set of generated images (a translation
+    direction's, say), fed batch by batch.
 
     Arguments:
         features: the extractor, shared between directions.
@@ -318,18 +320,15 @@ class FeatureDistance:
         return result
 
 
-def fid_kid_metrics(
-    directions: tuple[str, ...], device: torch.device
-) -> dict[str, FeatureDistance]:
-    """One FID/KID accumulator per direction, sharing one Inception network on ``device``;
-    none, after one line on stderr, when the weights are not cached (or ``GENTOOL_FID=0``)."""
+def fid_kid_metrics(names: tuple[str, ...], device: torch.device) -> dict[str, FeatureDistance]:
+    """One FID/KID accumulator per name (a translation direction, say), sharing one Inception
+    network on ``device``; none, after one line on stderr, when the weights are not cached
+    (or ``GENTOOL_FID=0``)."""
     if os.environ.get(ENABLE_ENV, "1").strip().lower() in ("0", "no", "off", "false"):
         return {}
     download = os.environ.get(DOWNLOAD_ENV, "").strip().lower() in ("1", "yes", "on", "true")
     path = inception_weights_path()
     if not path.is_file() and not download:
-        from gentool.progress import stderr_console
-
         stderr_console().print(
             f"FID/KID skipped: the Inception-v3 weights are not in {path.parent} "
             f"(fetch them once with {DOWNLOAD_ENV}=1, or copy {path.name} there)",
@@ -340,8 +339,6 @@ def fid_kid_metrics(
     try:
         features = InceptionFeatures(pretrained=True, download=download).to(device)
     except Exception as err:  # optional metric: any unreadable weights file skips it, said once
-        from gentool.progress import stderr_console
-
         reason = _load_failure(err, path)
         stderr_console().print(
             f"FID/KID skipped: cannot load the Inception-v3 weights ({path}): {reason}",
@@ -349,7 +346,7 @@ def fid_kid_metrics(
             soft_wrap=True,
         )
         return {}
-    return {direction: FeatureDistance(features) for direction in directions}
+    return {name: FeatureDistance(features) for name in names}
 
 
 def _load_failure(err: BaseException, path: Path) -> str:
