@@ -28,8 +28,8 @@ class Pix2PixModel(TranslationModel):
 
     Arguments:
         config: a :class:`~gentool_translation.config.Pix2PixConfig`.
-        data: the paired data's description; ``data.preprocessing["direction"]`` (default
-            ``a2b``) is the direction the model translates.
+        data: the paired data's description; ``data.direction`` (``a2b`` unless its
+            preprocessing says ``b2a``) is the direction the model translates.
         device: where the networks live.
 
     Example:
@@ -45,7 +45,7 @@ class Pix2PixModel(TranslationModel):
 
     def __init__(self, config: Pix2PixConfig, data: DataInfo, device: torch.device) -> None:
         super().__init__(config, data, device)
-        self.direction = str(data.preprocessing.get("direction", "a2b"))
+        self.direction = str(data.direction)
         self.score_directions = (self.direction,)
         self.networks["G"] = self.build_generator(self.channels, self.channels)
         # Conditional: D sees the input beside the real or generated output.
