@@ -232,17 +232,8 @@ def score(
         _check_out_file(csv, "--csv")
     device = resolve_device(device_text)
     model = load_model(spec, checkpoint, device)
-    info = model.data
-    options = DataOptions(
-        # The checkpoint's (H, W), never squared. A plugin's loader may read image_size only:
-        # for a non-square model it then gives its own size, which the model resizes.
-        image_size=info.height if info.height == info.width else None,
-        image_hw=(info.height, info.width),
-        channels=info.channels,
-        normal_class=normal_class if normal_class is not None else info.normal_class,
-        direction=info.preprocessing.get("direction", "a2b"),
-        seed=0,
-    )
+    # The data read as the model saw its training data, from the checkpoint's description.
+    options = DataOptions.from_info(model.data, normal_class=normal_class)
     if images is not None:
         from gentool.data.resolve import resolve_images
 
@@ -280,7 +271,7 @@ def translate(
 
     device = resolve_device(device_text)
     model = load_model(spec, checkpoint, device)
-    chosen = _direction(direction) if direction is not None else None
+    chosen = parse_direction(direction) if direction is not None else None  # None: its own
     written = translate_folder(model, images, out, chosen, batch_size, max_size)
     print(json.dumps({"family": spec.name, "images": written, "out": str(out)}))
 
