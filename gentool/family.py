@@ -12,7 +12,7 @@ import importlib
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from gentool.config import TrainConfig, config_fields
+from gentool.config import TrainConfig, build_config, config_fields
 from gentool.data.base import DataKind  # with the data contract: no import circle
 from gentool.errors import UserError
 
@@ -44,6 +44,10 @@ class FamilySpec:
         model: the :class:`gentool.model.Model` subclass, or ``"module:Class"`` to import it
             lazily (keeps torch out of CLI start-up).
         plugin, plugin_version: filled in by the registry from the entry point's package.
+        details: more about the family (``"paper"``: a link), shown by ``gentool info``.
+        test_config: hyperparameters of a small model that trains in seconds, for the
+            family contract suite (:class:`gentool.testing.FamilyContract`); the family's
+            defaults when empty.
     """
 
     name: str
@@ -55,6 +59,7 @@ class FamilySpec:
     plugin: str = ""
     plugin_version: str = ""
     details: dict[str, str] = field(default_factory=dict)
+    test_config: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "capabilities", frozenset(self.capabilities))
@@ -63,7 +68,7 @@ class FamilySpec:
             raise ValueError(f"family {self.name!r}: unknown capabilities {sorted(unknown)}")
         if not self.name or not self.name.replace("-", "").replace("_", "").isalnum():
             raise ValueError(f"bad family name {self.name!r}")
-        _check_config(self.name, self.config)
+        _check_config(self.name, self.config, self.test_config)
         if isinstance(self.model, str) and not all(self.model.partition(":")[::2]):
             raise ValueError(
                 f"family {self.name!r}: model {self.model!r} is not a 'module:Class' string"
@@ -106,7 +111,7 @@ class FamilySpec:
         return f"family {self.name!r} (plugin {self.plugin or '?'})"
 
 
-def _check_config(name: str, config: Any) -> None:
+def _check_config(name: str, config: Any, test_config: dict[str, Any]) -> None:
     """Catch the config mistakes that would otherwise surface as a traceback in ``train``."""
     if not (isinstance(config, type) and issubclass(config, TrainConfig)):
         raise TypeError(
@@ -132,3 +137,7 @@ def _check_config(name: str, config: Any) -> None:
             raise TypeError(
                 f"family {name!r}: {config.__name__}.{f.name}: bad default ({err})"
             ) from None
+    try:
+        build_config(config, test_config)
+    except UserError as err:
+        raise TypeError(f"family {name!r}: test_config: {err}") from None

@@ -127,3 +127,18 @@ def test_every_built_in_family_passes_the_checks(monkeypatch):
     monkeypatch.setenv("GENTOOL_LOAD_PLUGINS", "")
     for family in Registry().load_entry_points().families.values():
         assert family.load_model_class()
+
+
+@pytest.mark.parametrize(
+    ("test_config", "message"),
+    [
+        ({"depth": 2}, "test_config: unknown hyperparameter 'depth'"),
+        ({"width": 0}, "test_config: --width: 0 is below the minimum 1"),
+    ],
+)
+def test_a_test_config_the_config_refuses_is_one_line(test_config, message):
+    """The contract suite would fail on it much later, with a worse message."""
+    with pytest.raises(TypeError, match=message):
+        FamilySpec(
+            "toy", "t", GoodConfig, DataKind.IMAGES, {"train"}, Model, test_config=test_config
+        )

@@ -10,6 +10,8 @@ from gentool_flows.config import IAFConfig, MADEConfig, MAFConfig
 __all__ = ["register_families"]
 
 CAPABILITIES = frozenset({"train", "sample", "score"})
+#: A flow small enough for the contract suite to train on digits in a second.
+TEST_CONFIG = {"hidden_features": (16,), "num_layers": 2, "batch_size": 256}
 
 
 @hookimpl
@@ -23,6 +25,7 @@ def register_families(register: Callable[[FamilySpec], None]) -> None:
             capabilities=CAPABILITIES,
             model="gentool_flows.models:MADEModel",
             details={"paper": "https://arxiv.org/abs/1502.03509"},
+            test_config={"hidden_features": (16,), "batch_size": 256},
         )
     )
     register(
@@ -34,6 +37,7 @@ def register_families(register: Callable[[FamilySpec], None]) -> None:
             capabilities=CAPABILITIES,
             model="gentool_flows.models:MAFModel",
             details={"paper": "https://arxiv.org/abs/1705.07057"},
+            test_config=TEST_CONFIG,
         )
     )
     register(
@@ -45,5 +49,6 @@ def register_families(register: Callable[[FamilySpec], None]) -> None:
             capabilities=CAPABILITIES,
             model="gentool_flows.models:IAFModel",
             details={"paper": "https://arxiv.org/abs/1606.04934"},
+            test_config=TEST_CONFIG,
         )
     )

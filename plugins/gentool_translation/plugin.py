@@ -11,6 +11,9 @@ from gentool_translation.config import CycleGANConfig, Pix2PixConfig
 __all__ = ["register_families"]
 
 CAPABILITIES = frozenset({"train", "score", "translate"})
+#: Networks small enough for the contract suite to train on 32-pixel toy shapes in seconds;
+#: the last epoch decays the learning rate, so resume covers the schedule too.
+_SMALL = {"ngf": 8, "ndf": 8, "discriminator": "n_layers", "n_layers_d": 2, "batch_size": 64}
 
 
 @gentool.hookimpl
@@ -29,6 +32,7 @@ def register_families(register: Callable[[FamilySpec], None]) -> None:
                 "scores": "per image: cycle_A, cycle_B, idt_A, idt_B (L1 in [0, 1] units)",
                 "translate": "a2b (G_A) and b2a (G_B), any image size",
             },
+            test_config={**_SMALL, "n_blocks": 1, "pool_size": 8, "epochs_decay": 1},
         )
     )
     register(
@@ -45,5 +49,6 @@ def register_families(register: Callable[[FamilySpec], None]) -> None:
                 "scores": "per image against the target: l1, psnr (dB), ssim",
                 "translate": "the trained direction only (--direction at training time)",
             },
+            test_config={**_SMALL, "epochs_decay": 1},
         )
     )
