@@ -7,7 +7,6 @@ would register it; tests/test_plugin_guide.py has the real ``pip install`` (``-m
 
 from __future__ import annotations
 
-import ast
 import doctest
 import importlib
 import importlib.util
@@ -15,7 +14,6 @@ import json
 import shlex
 import subprocess
 import sys
-import textwrap
 from importlib import metadata
 from pathlib import Path
 
@@ -26,6 +24,7 @@ import gentool.api
 import gentool.registry
 from gentool import cli
 from gentool.registry import PluginInfo, Registry
+from gentool.testing import private_uses_in
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "gentool-realnvp"
@@ -122,83 +121,16 @@ def test_anomaly_scoring_with_a_normal_class(realnvp_registry, capsys, tmp_path)
     run = tmp_path / "run"
     _cli(capsys, f"train realnvp --data digits --normal-class 0 --out {run} --epochs 1 {SMALL}")
     scores = json.loads(_cli(capsys, f"score realnvp -c {run} --data digits --json --device cpu"))
-    assert scores["normal_class"] == "0" and 0.0 <= scores["auroc"] <= 1.0
+    assert scores["normal_class"] == "0"
+    # One epoch on the 0s already ranks the other digits as outliers far above chance
+    # (0.92 measured, seed 0).
+    assert scores["auroc"] > 0.85
 
 
 # -- the public API and nothing else --------------------------------------------------------------
-PUBLIC_MODULES = {"gentool", "gentool.api"}
-PUBLIC_FROM_GENTOOL = {"api", "hookimpl", "__version__"}
-
-
-def private_gentool_uses(source: str) -> list[str]:
-    """Every place ``source`` reaches into gentool beyond ``gentool`` and ``gentool.api``."""
-    found = []
-    public_names = set(gentool.api.__all__)
-    for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.Import):
-            found += [
-                a.name for a in node.names if _is_gentool(a.name) and a.name not in PUBLIC_MODULES
-            ]
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and _is_gentool(node.module):
-            names = {a.name for a in node.names}
-            if node.module == "gentool.api":
-                found += [f"gentool.api.{n}" for n in sorted(names - public_names)]
-            elif node.module == "gentool":
-                found += [f"gentool.{n}" for n in sorted(names - PUBLIC_FROM_GENTOOL)]
-            else:
-                found.append(node.module)
-        elif (
-            isinstance(node, ast.Attribute)
-            and isinstance(node.value, ast.Name)
-            and node.value.id == "gentool"
-            and node.attr not in PUBLIC_FROM_GENTOOL
-        ):
-            found.append(f"gentool.{node.attr}")
-        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
-            # Lazy imports by name ("gentool.training:fit", importlib.import_module(...)).
-            target = node.value.partition(":")[0]
-            if _is_gentool(target) and " " not in target and target not in PUBLIC_MODULES:
-                found.append(target)
-    return found
-
-
-def _is_gentool(module: str | None) -> bool:
-    return module is not None and (module == "gentool" or module.startswith("gentool."))
-
-
 def test_example_imports_only_the_public_api():
-    files = sorted(SRC.rglob("*.py"))
-    assert len(files) >= 5
-    private = {str(f.relative_to(EXAMPLE)): private_gentool_uses(f.read_text()) for f in files}
-    assert {k: v for k, v in private.items() if v} == {}
-
-
-@pytest.mark.parametrize(
-    "source",
-    [
-        "from gentool.training import fit",
-        "import gentool.registry",
-        "from gentool import training",
-        "import gentool\ngentool.checkpoint.save_model()",
-        "from gentool.api import Trainer",
-        "importlib.import_module('gentool.data.digits')",
-        "from gentool.density import DensityModel",
-    ],
-)
-def test_the_public_api_check_catches_private_imports(source):
-    assert private_gentool_uses(source)
-
-
-def test_public_api_check_allows_the_api():
-    source = textwrap.dedent("""
-        import gentool
-        import gentool.api
-        from gentool import hookimpl
-        from gentool.api import DensityModel, FamilySpec, option
-        model = "gentool_realnvp.model:RealNVPModel"
-        gentool.hookimpl
-    """)
-    assert private_gentool_uses(source) == []
+    assert len(list(SRC.rglob("*.py"))) >= 5
+    assert private_uses_in(SRC) == {}
 
 
 def test_every_public_name_resolves():
@@ -254,6 +186,19 @@ for _module in (_load_example_tests("test_coupling"), _load_example_tests("test_
         if _name.startswith("test_"):
             assert _name not in globals(), f"two tests named {_name}"
             globals()[_name] = getattr(_module, _name)
+
+
+class TestExampleContract(_load_example_tests("test_contract").TestRealNVPContract):
+    """The example's contract suite, with its family registered in-process as its entry
+    point would register it."""
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def family(cls):
+        specs = []
+        _import_example("gentool_realnvp.plugin").register_families(register=specs.append)
+        (spec,) = specs
+        return spec.with_plugin("realnvp", _example_version())
 
 
 def test_example_doctests():

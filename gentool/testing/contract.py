@@ -7,8 +7,8 @@ tests (the same tests, on the same data, through the same engine):
 
     from gentool.testing import FamilyContract
 
-    class TestRealNVP(FamilyContract):
-        family_name = "realnvp"
+    class TestMyFlow(FamilyContract):
+        family_name = "myflow"
 
 The family's ``FamilySpec.test_config`` (hyperparameters of a small model that trains in
 seconds) sizes the model; a subclass may add ``config``, ``data``, ``data_options``,

@@ -28,5 +28,7 @@ def register_families(register: Callable[[FamilySpec], None]) -> None:
                 "nice": "Dinh et al., NICE, ICLR 2015 workshop, https://arxiv.org/abs/1410.8516",
                 "speed": "density and sampling are each one parallel pass per coupling",
             },
+            # A model small enough for gentool's family contract suite (tests/test_contract.py).
+            test_config={"layers": 2, "hidden_features": (16,), "batch_size": 256},
         )
     )
