@@ -64,7 +64,7 @@ METRICS = ("auroc", "auprc", "auprc_normal")
 
 
 def metrics(scores: np.ndarray, anomaly: np.ndarray) -> dict[str, float]:
-    from gentool.scoring import anomaly_metrics
+    from gentool.metrics import anomaly_metrics
 
     out = anomaly_metrics(torch.as_tensor(scores), torch.as_tensor(anomaly.astype(np.int64)))
     return {m: out[m] for m in METRICS}

@@ -12,7 +12,15 @@ from typing import TYPE_CHECKING, Any
 
 from gentool import __version__, hookimpl
 from gentool.config import DensityConfig, TrainConfig, option
-from gentool.data.base import DataInfo, DataOptions, DatasetEntry, DataSource
+from gentool.data.base import (
+    DataInfo,
+    DataOptions,
+    DatasetEntry,
+    DataSource,
+    Direction,
+    Preprocessing,
+    parse_direction,
+)
 from gentool.errors import UserError
 from gentool.family import DataKind, FamilySpec
 
@@ -34,9 +42,11 @@ __all__ = [
     "DatasetEntry",
     "DensityConfig",
     "DensityModel",
+    "Direction",
     "FamilySpec",
     "LogitTransform",
     "Model",
+    "Preprocessing",
     "TrainConfig",
     "UserError",
     "__version__",
@@ -46,6 +56,7 @@ __all__ = [
     "l1_error",
     "load_model",
     "option",
+    "parse_direction",
     "psnr",
     "resize_image",
     "resolve_device",

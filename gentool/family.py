@@ -44,7 +44,7 @@ class FamilySpec:
         model: the :class:`gentool.model.Model` subclass, or ``"module:Class"`` to import it
             lazily (keeps torch out of CLI start-up).
         plugin, plugin_version: filled in by the registry from the entry point's package.
-        details: more about the family (``"paper"``: a link), shown by ``gentool info``.
+        details: free-form notes about the family (``"paper"``: a link).
         test_config: hyperparameters of a small model that trains in seconds, for the
             family contract suite (:class:`gentool.testing.FamilyContract`); the family's
             defaults when empty.

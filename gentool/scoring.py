@@ -23,9 +23,7 @@ from gentool.model import Model
 from gentool.progress import stderr_console
 from gentool.runtime import to_device
 
-# anomaly_metrics lives in gentool.metrics; it stays importable from here for existing callers
-# (benchmarks/digits_anomaly.py, the flow tests).
-__all__ = ["ScoreResult", "anomaly_metrics", "score_source", "write_results"]
+__all__ = ["ScoreResult", "score_source", "write_results"]
 
 
 @dataclass

@@ -7,13 +7,10 @@ import shutil
 import pytest
 
 from gentool import cli
+from gentool.registry import get_registry
+from gentool.testing import DEFAULT_DATA
 
-TINY = {
-    "maf": ("", {"hidden_features": [16], "num_layers": 2}),
-    "iaf": ("", {"hidden_features": [16], "num_layers": 2}),
-    "cyclegan": ("--image-size 32", {"ngf": 4, "ndf": 4, "n_blocks": 1}),
-    "pix2pix": ("--image-size 32", {"ngf": 4, "ndf": 4}),
-}
+FAMILIES = sorted(get_registry().families)
 
 
 def _bench(capsys, arguments: str) -> tuple[int, str, str]:
@@ -23,9 +20,12 @@ def _bench(capsys, arguments: str) -> tuple[int, str, str]:
     return code, captured.out, captured.err
 
 
-@pytest.mark.parametrize("family", sorted(TINY))
+@pytest.mark.parametrize("family", FAMILIES)
 def test_bench_json_reports_every_figure(family, tmp_path, capsys):
-    options, values = TINY[family]
+    spec = get_registry().family(family)
+    values = {k: list(v) if isinstance(v, tuple) else v for k, v in spec.test_config.items()}
+    size = DEFAULT_DATA[spec.data_kind][1].get("image_size")
+    options = f"--image-size {size}" if size else ""
     config = tmp_path / "tiny.json"
     config.write_text(json.dumps(values))
     code, out, err = _bench(
@@ -41,11 +41,11 @@ def test_bench_json_reports_every_figure(family, tmp_path, capsys):
     assert (report["train_batch"], report["sample_batch"], report["repeats"]) == (4, 3, 2)
     assert report["device_name"] and report["torch"] and report["parameters"] > 0
     assert all(report["config"][k] == v for k, v in values.items())
-    flows = family in ("maf", "iaf")
-    assert report["data_shape"] == ([1, 8, 8] if flows else [3, 32, 32])
+    images = spec.data_kind == "images"  # a fresh model is digits-shaped, or 3 x size^2
+    assert report["data_shape"] == ([1, 8, 8] if images else [3, size, size])
     # One training step, per batch and per image, and the peak memory of each operation.
     ops = report["ops"]
-    generate = "sample" if flows else "translate"
+    generate = "sample" if spec.can("sample") else "translate"
     assert {"train_step", generate, "score"} <= set(ops)
     assert ops["train_step"]["items"] == 4 and ops[generate]["items"] == 3
     for op in ops.values():
@@ -57,7 +57,7 @@ def test_bench_json_reports_every_figure(family, tmp_path, capsys):
     # The report's ratio: generating a batch over one training batch.
     ratio = ops[generate]["median_s"] / ops["train_step"]["median_s"]
     assert report[f"{generate}_over_train_step"] == pytest.approx(ratio)
-    if flows:  # the sequential direction, fast and as the plain loop of full passes
+    if spec.plugin == "flows":  # the sequential direction, fast and as the plain loop
         assert {"parallel_pass", "sequential_fast", "sequential_plain_loop"} <= set(ops)
 
 

@@ -80,8 +80,12 @@ def _train_flags(family: str) -> set[str]:
     return {o for p in _train_command(family).params for o in (*p.opts, *p.secondary_opts)}
 
 
-@pytest.mark.parametrize("family", ["made", "maf", "iaf"])
-def test_flows_show_no_translation_options(family, run):
+def _families(*kinds: str) -> list[str]:
+    return sorted(n for n, s in get_registry().families.items() if s.data_kind in kinds)
+
+
+@pytest.mark.parametrize("family", _families("images"))
+def test_image_families_show_no_translation_options(family, run):
     flags = _train_flags(family)
     assert not flags & set(TRANSLATION_ONLY)
     assert set(IMAGES_ONLY + SHARED) <= flags
@@ -92,7 +96,7 @@ def test_flows_show_no_translation_options(family, run):
         assert flag in out
 
 
-@pytest.mark.parametrize("family", ["cyclegan", "pix2pix"])
+@pytest.mark.parametrize("family", _families("unpaired", "paired"))
 def test_translation_families_show_their_data_options(family, run):
     flags = _train_flags(family)
     assert set(TRANSLATION_ONLY + SHARED) <= flags
@@ -103,7 +107,7 @@ def test_translation_families_show_their_data_options(family, run):
 
 
 def test_every_shared_option_applies_to_some_family():
-    shown = {p.name for f in ("maf", "cyclegan", "pix2pix") for p in _train_command(f).params}
+    shown = {p.name for f in get_registry().families for p in _train_command(f).params}
     assert {f.name for f in dataclasses.fields(TrainOptions)} <= shown
 
 

@@ -79,7 +79,7 @@ def test_an_overflowing_inverse_scores_as_infinite_nll_never_nan(monkeypatch):
     # NLL is then beyond float range: +inf, the most anomalous score, and never NaN.
     from gentool.data.base import DataInfo
     from gentool.family import DataKind
-    from gentool.scoring import anomaly_metrics
+    from gentool.metrics import anomaly_metrics
     from gentool_flows.config import IAFConfig
     from gentool_flows.models import IAFModel
 

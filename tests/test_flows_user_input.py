@@ -13,7 +13,8 @@ from gentool.data.base import DataInfo
 from gentool.data.images import resize_image, to_channels
 from gentool.errors import UserError
 from gentool.family import DataKind
-from gentool.scoring import ScoreResult, anomaly_metrics, score_source, write_results
+from gentool.metrics import anomaly_metrics
+from gentool.scoring import ScoreResult, score_source, write_results
 from gentool_flows.config import IAFConfig, MADEConfig, MAFConfig
 from gentool_flows.models import IAFModel, MADEModel, MAFModel
 

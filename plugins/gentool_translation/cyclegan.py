@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gentool.api import DataInfo, UserError, l1_error
+from gentool.api import DataInfo, l1_error, parse_direction
 from gentool_translation.base import TranslationModel, set_requires_grad, to_signed, to_unit
 from gentool_translation.config import CycleGANConfig
 from gentool_translation.losses import run_jointly
@@ -178,10 +178,7 @@ class CycleGANModel(TranslationModel):
     @torch.no_grad()
     def translate(self, images: torch.Tensor, direction: str | None = "a2b") -> torch.Tensor:
         """``images`` in [0, 1] of any size through G_A (``a2b``, the default) or G_B (``b2a``)."""
-        direction = direction or "a2b"
-        if direction not in ("a2b", "b2a"):
-            raise UserError(f"direction must be a2b or b2a, got {direction!r}")
-        generator = self.networks["G_A" if direction == "a2b" else "G_B"]
+        generator = self.networks["G_A" if parse_direction(direction) == "a2b" else "G_B"]
         out = self.generate(generator, self.signed_input(images))
         return to_unit(out).to(images.device)
 
