@@ -38,11 +38,14 @@ def private_gentool_uses(source: str) -> list[str]:
     return found
 
 
-def private_uses_in(folder: Path) -> dict[str, list[str]]:
-    """The private uses of every ``.py`` file under ``folder`` that has any, by path."""
+def private_uses_in(folder: Path, skip: tuple[str, ...] = ("tests",)) -> dict[str, list[str]]:
+    """The private uses of every ``.py`` file under ``folder`` that has any, by path;
+    files in a subfolder named in ``skip`` (a package's own tests) are not read."""
     folder = Path(folder)
     found = {}
     for path in sorted(folder.rglob("*.py")):
+        if set(path.relative_to(folder).parts[:-1]) & set(skip):
+            continue
         uses = private_gentool_uses(path.read_text(encoding="utf-8"))
         if uses:
             found[str(path.relative_to(folder))] = uses

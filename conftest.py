@@ -1,4 +1,5 @@
-"""Shared test set-up: a private cache folder, one CPU thread, GPU tests only with a GPU."""
+"""Shared test set-up for tests/ and each plugin's tests/: a private cache folder, one CPU thread,
+GPU tests only with a GPU."""
 
 import pytest
 import torch
