@@ -20,7 +20,7 @@ from sklearn.datasets import load_digits
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from gentool.checkpoint import load_resume, read_checkpoint
+from gentool.checkpoint import load_resume, read_checkpoint, save_resume
 from gentool.config import DensityConfig
 from gentool.data.base import DataInfo, DataSource
 from gentool.density import DensityModel
@@ -430,3 +430,19 @@ def test_a_fresh_run_in_an_old_runs_folder_starts_from_nothing(tmp_path):
     assert not (tmp_path / "resume.safetensors").exists()
     assert list((tmp_path / "samples").iterdir()) == []
     assert not (tmp_path / "metrics.jsonl").exists()
+
+
+def test_a_resume_state_of_an_older_gentool_still_resumes(tmp_path):
+    """Written before the engine noted a stop's own step record: the run resumes to the same
+    weights (its log then keeps that one record, as it did)."""
+    _train(tmp_path / "run", epochs=2, max_steps=10)
+    path = tmp_path / "run" / "resume.safetensors"
+    state = load_resume(path)
+    del state["engine"]["stop_logged"]
+    save_resume(path, state)
+    _, resumed = _train(tmp_path / "run", epochs=2, resume=True)
+    _, whole = _train(tmp_path / "whole", epochs=2)
+    for key, value in whole.networks.state_dict().items():
+        assert torch.equal(resumed.networks.state_dict()[key], value), key
+    steps = [r["step"] for r in _records(tmp_path / "run", "step")]
+    assert steps == sorted(steps) and 10 in steps
