@@ -12,8 +12,7 @@ import torch
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
-from gentool.data.base import DataInfo
-from gentool.family import DataKind
+from gentool.api import DataInfo, DataKind
 from gentool_flows.config import IAFConfig, MADEConfig, MAFConfig
 from gentool_flows.models import IAFModel, MADEModel, MAFModel
 

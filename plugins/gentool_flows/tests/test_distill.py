@@ -11,12 +11,9 @@ import torch
 from sklearn.datasets import load_digits
 
 from gentool import cli
+from gentool.api import DataInfo, DataKind, UserError, load_model
 from gentool.checkpoint import CheckpointMeta, save_model
 from gentool.config import config_to_dict
-from gentool.data.base import DataInfo
-from gentool.errors import UserError
-from gentool.family import DataKind
-from gentool.loading import load_model
 from gentool_flows.config import IAFConfig, MAFConfig
 from gentool_flows.distill import Distillation, load_teacher
 from gentool_flows.models import IAFModel, MAFModel
@@ -156,7 +153,7 @@ def test_the_teacher_beside_the_student_leaves_its_scores_alone(teacher_file, tm
     """A distilled student's scores are the same with and without its teacher, and the
     teacher's NLL beside them is the one the teacher gets on its own: loading and running
     the teacher draw nothing from the scoring noise."""
-    from gentool.runtime import seed_everything
+    from gentool.api import seed_everything
     from gentool.scoring import score_source
 
     images = [(image, -1) for image in _digits()[:40]]

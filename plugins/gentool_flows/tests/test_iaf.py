@@ -77,8 +77,7 @@ def test_sample_and_log_prob_is_differentiable_for_density_distillation():
 def test_an_overflowing_inverse_scores_as_infinite_nll_never_nan(monkeypatch):
     # An image far from the training data can overflow the float32 sequential solve; its
     # NLL is then beyond float range: +inf, the most anomalous score, and never NaN.
-    from gentool.data.base import DataInfo
-    from gentool.family import DataKind
+    from gentool.api import DataInfo, DataKind
     from gentool.metrics import anomaly_metrics
     from gentool_flows.config import IAFConfig
     from gentool_flows.models import IAFModel

@@ -109,7 +109,7 @@ def test_state_dict_round_trip(name):
     buffer.seek(0)
     torch.manual_seed(123)  # different initial weights, and a different random order
     other = FLOWS[name](D).double()
-    other.load_state_dict(torch.load(buffer))
+    other.load_state_dict(torch.load(buffer, weights_only=True))
     other.eval()
     assert torch.equal(other.log_prob(x), flow.log_prob(x))
     z = torch.randn(8, D, dtype=torch.float64)

@@ -3,11 +3,8 @@
 import pytest
 import torch
 
+from gentool.api import DataInfo, DataKind, DensityModel, FamilySpec, UserError
 from gentool.config import build_config, config_fields
-from gentool.data.base import DataInfo
-from gentool.density import DensityModel
-from gentool.errors import UserError
-from gentool.family import DataKind, FamilySpec
 from gentool_flows import plugin
 from gentool_flows.batchnorm import BatchNorm
 from gentool_flows.config import IAFConfig, MADEConfig, MAFConfig
@@ -85,8 +82,8 @@ def test_bench_operations_run():
 def test_a_checkpoint_that_does_not_fit_names_the_tensor(tmp_path):
     import dataclasses
 
+    from gentool.api import load_model
     from gentool.checkpoint import CheckpointMeta, save_model
-    from gentool.loading import load_model
 
     spec = registered()["maf"]
     config = MAFConfig(hidden_features=(16,), num_layers=2)

@@ -8,11 +8,8 @@ import math
 import pytest
 import torch
 
+from gentool.api import DataInfo, DataKind, UserError, resize_image, to_channels
 from gentool.cli import main
-from gentool.data.base import DataInfo
-from gentool.data.images import resize_image, to_channels
-from gentool.errors import UserError
-from gentool.family import DataKind
 from gentool.metrics import anomaly_metrics
 from gentool.scoring import ScoreResult, score_source, write_results
 from gentool_flows.config import IAFConfig, MADEConfig, MAFConfig

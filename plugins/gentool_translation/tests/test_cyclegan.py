@@ -8,10 +8,8 @@ import torch
 from safetensors.torch import load, save
 from torch import nn
 
+from gentool.api import DataInfo, DataKind, UserError
 from gentool.config import build_config
-from gentool.data.base import DataInfo
-from gentool.errors import UserError
-from gentool.family import DataKind
 from gentool_translation.config import CycleGANConfig
 from gentool_translation.cyclegan import CycleGANModel
 

@@ -5,10 +5,7 @@ import importlib.util
 import pytest
 import torch
 
-from gentool.data.base import DataInfo
-from gentool.errors import UserError
-from gentool.family import DataKind
-from gentool.metrics import l1_error, psnr, ssim
+from gentool.api import DataInfo, DataKind, UserError, l1_error, psnr, ssim
 from gentool_translation.config import Pix2PixConfig
 from gentool_translation.pix2pix import Pix2PixModel
 

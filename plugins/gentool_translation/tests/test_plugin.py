@@ -1,6 +1,6 @@
 """The translation plugin registers cyclegan and pix2pix without importing torch."""
 
-from gentool.family import DataKind, FamilySpec
+from gentool.api import DataKind, FamilySpec
 from gentool_translation import plugin
 from gentool_translation.config import CycleGANConfig, Pix2PixConfig
 

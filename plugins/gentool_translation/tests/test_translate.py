@@ -6,10 +6,8 @@ import pytest
 import torch
 from PIL import Image
 
-from gentool.data.base import DataInfo
+from gentool.api import DataInfo, DataKind, UserError
 from gentool.data.images import save_image
-from gentool.errors import UserError
-from gentool.family import DataKind
 from gentool.metrics import fid
 from gentool.scoring import score_source
 from gentool.translating import translate_folder
