@@ -7,25 +7,19 @@ fast. User errors print one line ``error: ...`` and exit with status 2.
 
 from __future__ import annotations
 
-import dataclasses
-import inspect
-import re
 import sys
-import typing
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from gentool import __version__
 from gentool.config import config_fields, env_flag
-from gentool.errors import TrainingDiverged, UserError
-from gentool.family import DataKind, FamilySpec
-from gentool.options import DATA_OPTIONS, TrainOptions, applies_to
+from gentool.errors import TrainingDiverged, UserError, one_line, out_of_memory
 from gentool.registry import get_registry
+from gentool.train_command import foreign_data_option, train_command
 
 __all__ = ["app", "main"]
 
@@ -35,6 +29,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=True,
 )
+# One sub-command per family that can train, its options built from its config
+# (gentool.train_command), added at start-up by _register_train_commands.
 train_app = typer.Typer(
     help="Train a model family: gentool train FAMILY --data NAME|DIR \\[OPTIONS].",
 )
@@ -161,93 +157,11 @@ def datasets() -> None:
     stdout.print(table)
 
 
-# -- train: one sub-command per family, options built from its hyperparameter dataclass -------
-def _shared_options(kind: DataKind) -> list[tuple[str, Any, Any]]:
-    """``(name, annotation, typer.Option)`` of each shared ``train`` option that applies to a
-    family on ``kind`` data (the others keep their defaults)."""
-    hints = typing.get_type_hints(TrainOptions)
-    options = []
-    for f in dataclasses.fields(TrainOptions):
-        if not applies_to(f.name, kind):
-            continue
-        meta = f.metadata
-        flags = meta["flags"] or ("--" + f.name.replace("_", "-"),)
-        option = typer.Option(f.default, *flags, help=meta["help"], rich_help_panel=meta["panel"])
-        options.append((f.name, hints[f.name], option))
-    return options
-
-
-def _foreign_data_option(flag: str, family: str) -> str | None:
-    """Why ``gentool train FAMILY`` has no ``flag``, when the flag is for other data kinds."""
-    name = flag.removeprefix("--").removeprefix("no-").replace("-", "_")
-    spec = get_registry().families.get(family)
-    fields = TrainOptions.__dataclass_fields__
-    if spec is None or name not in fields or applies_to(name, spec.data_kind):
-        return None
-    able = " and ".join(sorted(fields[name].metadata["kinds"]))
-    return f"{flag} is for {able} data; {family} trains on {spec.data_kind.value} data"
-
-
-def _train_command(spec: FamilySpec):
-    fields = config_fields(spec.config)
-    shared = _shared_options(spec.data_kind)
-
-    def command(ctx: typer.Context, **kwargs: Any) -> int:
-        explicit = {
-            f.name: kwargs[f.name]
-            for f in fields
-            if kwargs[f.name] is not None and _given(ctx, f.name)
-        }
-        options = TrainOptions(**{name: kwargs[name] for name, _, _ in shared})
-        # A resumed run checks the data options the user typed against its own.
-        given = frozenset(n for n, _, _ in shared if n in DATA_OPTIONS and _given(ctx, n))
-        from gentool import commands
-
-        return commands.train(spec, explicit, options, given)
-
-    ctx_param = inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD)
-    params = [ctx_param]
-    annotations: dict[str, Any] = {"ctx": typer.Context}
-    for name, kind, option in shared:
-        params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option))
-        annotations[name] = kind
-    for f in fields:  # the registry has checked that no field takes a reserved name
-        # Help is Rich markup: escape the family's text, whatever brackets it holds.
-        text = escape(f"{f.help} [default: {f.format_default()}]")
-        panel = f"{spec.name} hyperparameters"
-        if f.kind is bool:
-            flags = f"{f.flag}/--no-{f.flag[2:]}"
-            option = typer.Option(None, flags, help=text, show_default=False, rich_help_panel=panel)
-            annotations[f.name] = bool | None
-        else:
-            metavar = f.describe_type().upper()
-            option = typer.Option(
-                None,
-                f.flag,
-                help=text,
-                show_default=False,
-                metavar=metavar,
-                rich_help_panel=panel,
-            )
-            annotations[f.name] = str | None  # parsed by ConfigField for uniform errors
-        params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=option))
-    command.__signature__ = inspect.Signature(params)
-    command.__annotations__ = annotations
-    command.__doc__ = f"{spec.summary} ({spec.data_kind.value} data; plugin {spec.plugin})"
-    return command
-
-
-def _given(ctx: typer.Context, name: str) -> bool:
-    """True when the user typed the option (not when it only took its default)."""
-    source = ctx.get_parameter_source(name)
-    return source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT")
-
-
 def _register_train_commands() -> None:
     known = {command.name for command in train_app.registered_commands}
     for spec in sorted(get_registry().families.values(), key=lambda s: s.name):
         if spec.can("train") and spec.name not in known:
-            train_app.command(name=spec.name)(_train_command(spec))
+            train_app.command(name=spec.name)(train_command(spec))
 
 
 # -- using a trained model ------------------------------------------------------------------
@@ -409,40 +323,6 @@ def bench(
     )
 
 
-def _out_of_memory(err: Exception) -> str | None:
-    """One line for torch running out of memory (CUDA or host), or None for other errors.
-
-    Most often a GPU too small for the image size or batch (CycleGAN at 256 px wants more
-    than 4 GB): the cure is a flag, so the user gets the flag, not a traceback.
-    """
-    text = str(err)
-    cuda = type(err).__name__ == "OutOfMemoryError" or "CUDA out of memory" in text
-    if not (cuda or "can't allocate memory" in text):
-        return None
-    asked = ""
-    match = re.search(r"[Tt]ried to allocate ([\d.]+ ?[KMGT]iB|\d+ bytes)", text)
-    if match:
-        amount = match.group(1)
-        if amount.endswith(" bytes"):
-            amount = f"{int(amount.split()[0]) / 2**30:.2f} GiB"
-        asked = f" (one allocation of {amount})"
-    where = "the GPU" if cuda else "the host"
-    return (
-        f"out of memory on {where}{asked}: lower --batch-size, --image-size or the network's "
-        "size (`gentool bench FAMILY` reports peak memory); checkpoints already written are "
-        "kept"
-    )
-
-
-def _one_line(err: Exception) -> str:
-    """The message alone, also when a DataLoader worker wrapped it in its traceback."""
-    text = str(err)
-    if "Original Traceback" in text:
-        last = [line for line in text.splitlines() if line.strip()][-1]
-        text = last.split("UserError: ", 1)[-1]
-    return text
-
-
 def _usage_message(err: Exception) -> str:
     """The parser's message, made specific where gentool knows better."""
     ctx = getattr(err, "ctx", None)
@@ -453,7 +333,7 @@ def _usage_message(err: Exception) -> str:
     if isinstance(err, typer.BadParameter) and param is not None and param.name == "family":
         return _missing_family(ctx.command.name)  # a command run without its FAMILY
     if option and ctx.parent is not None and ctx.parent.command.name == "train":
-        return _foreign_data_option(option, ctx.command.name) or err.format_message()
+        return foreign_data_option(option, ctx.command.name) or err.format_message()
     return err.format_message()
 
 
@@ -482,7 +362,7 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as err:
         if debug:
             raise
-        stderr.print(f"[red]error:[/red] {_one_line(err)}", highlight=False, soft_wrap=True)
+        stderr.print(f"[red]error:[/red] {one_line(err)}", highlight=False, soft_wrap=True)
         return 2
     except TrainingDiverged as err:
         if debug:
@@ -495,7 +375,7 @@ def main(argv: list[str] | None = None) -> int:
         stderr.print("aborted")
         return 130
     except Exception as err:
-        memory = _out_of_memory(err)
+        memory = out_of_memory(err)
         if memory is not None and not debug:
             stderr.print(f"[red]error:[/red] {memory}", highlight=False, soft_wrap=True)
             return 1

@@ -1,10 +1,19 @@
-"""Errors a user can fix (printed as one line, exit 2), and the one for a diverged run."""
+"""Errors a user can fix (printed as one line, exit 2), the one for a diverged run, and the
+one-line messages the CLI makes of other errors."""
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["NoClasses", "TrainingDiverged", "UserError", "writing"]
+__all__ = [
+    "NoClasses",
+    "TrainingDiverged",
+    "UserError",
+    "one_line",
+    "out_of_memory",
+    "writing",
+]
 
 
 class UserError(Exception):
@@ -35,3 +44,37 @@ def writing(flag: str, path: Path) -> Iterator[None]:
     except OSError as err:
         where = err.filename or path
         raise UserError(f"{flag}: cannot write {where}: {err.strerror or err}") from None
+
+
+def out_of_memory(err: Exception) -> str | None:
+    """One line for torch running out of memory (CUDA or host), or None for other errors.
+
+    Most often a GPU too small for the image size or batch (CycleGAN at 256 px wants more
+    than 4 GB): the cure is a flag, so the user gets the flag, not a traceback.
+    """
+    text = str(err)
+    cuda = type(err).__name__ == "OutOfMemoryError" or "CUDA out of memory" in text
+    if not (cuda or "can't allocate memory" in text):
+        return None
+    asked = ""
+    match = re.search(r"[Tt]ried to allocate ([\d.]+ ?[KMGT]iB|\d+ bytes)", text)
+    if match:
+        amount = match.group(1)
+        if amount.endswith(" bytes"):
+            amount = f"{int(amount.split()[0]) / 2**30:.2f} GiB"
+        asked = f" (one allocation of {amount})"
+    where = "the GPU" if cuda else "the host"
+    return (
+        f"out of memory on {where}{asked}: lower --batch-size, --image-size or the network's "
+        "size (`gentool bench FAMILY` reports peak memory); checkpoints already written are "
+        "kept"
+    )
+
+
+def one_line(err: Exception) -> str:
+    """The message alone, also when a DataLoader worker wrapped it in its traceback."""
+    text = str(err)
+    if "Original Traceback" in text:
+        last = [line for line in text.splitlines() if line.strip()][-1]
+        text = last.split("UserError: ", 1)[-1]
+    return text

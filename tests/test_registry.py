@@ -78,12 +78,12 @@ def test_broken_plugins_are_isolated(fake_plugins, monkeypatch):
 def test_every_shared_train_option_is_a_reserved_name():
     """A parameter of a family's train command that is not one of its hyperparameters is a
     shared option, and a family may not take its name."""
-    from gentool.cli import _train_command
     from gentool.config import RESERVED_NAMES, config_fields
+    from gentool.train_command import train_command
 
     for name, spec in get_registry().families.items():
         own = {f.name for f in config_fields(spec.config)}
-        params = {p.name for p in inspect.signature(_train_command(spec)).parameters.values()}
+        params = {p.name for p in inspect.signature(train_command(spec)).parameters.values()}
         assert params - own <= RESERVED_NAMES, name
 
 
