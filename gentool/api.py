@@ -27,6 +27,9 @@ from gentool.family import DataKind, FamilySpec
 if TYPE_CHECKING:
     import torch
 
+    from gentool.backbones import BACKBONES
+    from gentool.backbones.network import Backbone
+    from gentool.backbones.weights import load_backbone
     from gentool.data.images import resize_image, to_channels
     from gentool.density import DensityModel, LogitTransform
     from gentool.metrics import fid_kid_metrics, l1_error, psnr, ssim
@@ -35,6 +38,8 @@ if TYPE_CHECKING:
     from gentool.runtime import forked_rng, resolve_device, seed_everything, to_device
 
 __all__ = [
+    "BACKBONES",
+    "Backbone",
     "DataInfo",
     "DataKind",
     "DataOptions",
@@ -54,6 +59,7 @@ __all__ = [
     "forked_rng",
     "hookimpl",
     "l1_error",
+    "load_backbone",
     "load_model",
     "option",
     "parse_direction",
@@ -79,6 +85,10 @@ _LAZY = {
     # Image helpers: channel conversion (grey <-> RGB, ITU-R 601 luma) and antialiased resizing.
     "to_channels": "gentool.data.images",
     "resize_image": "gentool.data.images",
+    # Frozen pretrained CNN features (torchvision ResNets), their weights checked by digest.
+    "BACKBONES": "gentool.backbones",
+    "Backbone": "gentool.backbones.network",
+    "load_backbone": "gentool.backbones.weights",
     # Messages and progress go to stderr; stdout carries results.
     "stderr_console": "gentool.progress",
     # Metrics a family reports when scoring: per-image fidelity to a target, and FID/KID
