@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gentool import __version__, hookimpl
-from gentool.config import DensityConfig, TrainConfig, option
+from gentool.config import DensityConfig, Schedule, TrainConfig, option
 from gentool.data.base import (
     DataInfo,
     DataOptions,
@@ -32,7 +32,17 @@ if TYPE_CHECKING:
     from gentool.backbones.weights import load_backbone
     from gentool.data.images import resize_image, to_channels
     from gentool.density import DensityModel, LogitTransform
-    from gentool.metrics import fid_kid_metrics, l1_error, psnr, ssim
+    from gentool.localizing import heat_colours
+    from gentool.metrics import (
+        aupro,
+        f1_max,
+        fid_kid_metrics,
+        l1_error,
+        pixel_auroc,
+        psnr,
+        ssim,
+        threshold_from_normal,
+    )
     from gentool.model import Model
     from gentool.progress import stderr_console
     from gentool.runtime import forked_rng, resolve_device, seed_everything, to_device
@@ -52,16 +62,21 @@ __all__ = [
     "LogitTransform",
     "Model",
     "Preprocessing",
+    "Schedule",
     "TrainConfig",
     "UserError",
     "__version__",
+    "aupro",
+    "f1_max",
     "fid_kid_metrics",
     "forked_rng",
+    "heat_colours",
     "hookimpl",
     "l1_error",
     "load_backbone",
     "load_model",
     "option",
+    "pixel_auroc",
     "parse_direction",
     "psnr",
     "resize_image",
@@ -69,6 +84,7 @@ __all__ = [
     "seed_everything",
     "ssim",
     "stderr_console",
+    "threshold_from_normal",
     "to_channels",
     "to_device",
 ]
@@ -89,6 +105,8 @@ _LAZY = {
     "BACKBONES": "gentool.backbones",
     "Backbone": "gentool.backbones.network",
     "load_backbone": "gentool.backbones.weights",
+    # Heat maps of anomaly scores over images (matplotlib's jet), as `score --maps` draws them.
+    "heat_colours": "gentool.localizing",
     # Messages and progress go to stderr; stdout carries results.
     "stderr_console": "gentool.progress",
     # Metrics a family reports when scoring: per-image fidelity to a target, and FID/KID
@@ -97,6 +115,11 @@ _LAZY = {
     "psnr": "gentool.metrics",
     "ssim": "gentool.metrics",
     "fid_kid_metrics": "gentool.metrics",
+    # Anomaly localisation: pixel AUROC, AUPRO, F1-max, and a threshold from normal images.
+    "pixel_auroc": "gentool.metrics",
+    "aupro": "gentool.metrics",
+    "f1_max": "gentool.metrics",
+    "threshold_from_normal": "gentool.metrics",
 }
 
 

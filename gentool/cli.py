@@ -215,6 +215,10 @@ def score(
     ] = None,
     batch_size: Annotated[int, typer.Option(help="Images per batch.")] = 256,
     seed: Annotated[int, typer.Option(help="Seed of the dequantisation noise.")] = 0,
+    maps: Annotated[
+        Path | None,
+        typer.Option(help="Write a heat-map grid per image into this folder (families with maps)."),
+    ] = None,
     device: Device = "auto",
 ) -> None:
     """Score images: NLL, bits/dim, AUROC/AUPRC (flows); reconstruction and FID (translation)."""
@@ -234,6 +238,7 @@ def score(
         batch_size,
         seed,
         device,
+        maps,
     )
 
 

@@ -224,14 +224,27 @@ def score(
     batch_size: int,
     seed: int,
     device_text: str,
+    maps: Path | None = None,
 ) -> None:
     from gentool.scoring import score_source, write_results
 
     _check_seed(seed)
     if csv is not None:  # before scoring, which an IAF does pixel by pixel
         _check_out_file(csv, "--csv")
+    if maps is not None:
+        _check_out(maps)
     device = resolve_device(device_text)
     model = load_model(spec, checkpoint, device)
+    if maps is not None and not model.localizes:
+        able = sorted(
+            name
+            for name, other in get_registry().families.items()
+            if other.can("score") and getattr(other.load_model_class(), "localizes", False)
+        )
+        raise UserError(
+            f"--maps: {spec.name} scores whole images and makes no anomaly maps; families "
+            f"that do: {', '.join(able) or 'none installed'}"
+        )
     # The data read as the model saw its training data, from the checkpoint's description.
     options = DataOptions.from_info(model.data, normal_class=normal_class)
     if images is not None:
@@ -251,7 +264,7 @@ def score(
             labels_source = _resolve_data(data, spec.data_kind, options)
         dataset, split_name = labels_source.split(split), split
     seed_everything(seed)
-    result = score_source(model, dataset, labels_source, batch_size, device)
+    result = score_source(model, dataset, labels_source, batch_size, device, maps)
     result.summary = {"family": spec.name, "split": split_name, **result.summary}
     write_results(result, as_json=as_json, csv=csv)
 
@@ -326,8 +339,12 @@ def _fresh_model(
     """A model with the family's defaults (or ``values``) on the data shape users train on."""
     config = build_config(spec.config, values)
     _check_seed(config.seed)
-    shape = DataOptions(image_size=image_size, channels=channels)  # checked as train checks
-    if spec.data_kind == DataKind.IMAGES:
+    defaults = spec.data_defaults
+    shape = DataOptions(  # checked as train checks
+        image_size=defaults.get("image_size") if image_size is None else image_size,
+        channels=defaults.get("channels") if channels is None else channels,
+    )
+    if spec.data_kind == DataKind.IMAGES and not defaults:
         size, chans = checked_size(shape, 8), checked_channels(shape, 1)
         levels, source = 17, "digits-shaped"
     else:

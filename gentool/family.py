@@ -18,6 +18,9 @@ from gentool.errors import UserError
 
 __all__ = ["CAPABILITIES", "DataKind", "FamilySpec"]
 
+#: The data options a family may give defaults for (:attr:`FamilySpec.data_defaults`).
+DATA_DEFAULTS = frozenset({"image_size", "channels", "load_size"})
+
 #: Everything a family may be able to do; ``bench`` works for every family.
 CAPABILITIES = ("train", "sample", "score", "translate")
 
@@ -48,6 +51,11 @@ class FamilySpec:
         test_config: hyperparameters of a small model that trains in seconds, for the
             family contract suite (:class:`gentool.testing.FamilyContract`); the family's
             defaults when empty.
+        data_defaults: data options the family trains with when the user gives none
+            (``{"image_size": 256, "channels": 3}`` for a CNN backbone); any of
+            ``image_size``, ``channels``, ``load_size``.
+        test_data: the dataset and data options the contract suite trains on, when the
+            default of the data kind does not suit the family (digits are 8 pixels wide).
     """
 
     name: str
@@ -60,6 +68,8 @@ class FamilySpec:
     plugin_version: str = ""
     details: dict[str, str] = field(default_factory=dict)
     test_config: dict[str, Any] = field(default_factory=dict)
+    data_defaults: dict[str, Any] = field(default_factory=dict)
+    test_data: tuple[str, dict[str, Any]] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "capabilities", frozenset(self.capabilities))
@@ -69,6 +79,12 @@ class FamilySpec:
         if not self.name or not self.name.replace("-", "").replace("_", "").isalnum():
             raise ValueError(f"bad family name {self.name!r}")
         _check_config(self.name, self.config, self.test_config)
+        unknown = set(self.data_defaults) - DATA_DEFAULTS
+        if unknown:
+            raise ValueError(
+                f"family {self.name!r}: data_defaults takes {', '.join(sorted(DATA_DEFAULTS))}, "
+                f"not {', '.join(sorted(unknown))}"
+            )
         if isinstance(self.model, str) and not all(self.model.partition(":")[::2]):
             raise ValueError(
                 f"family {self.name!r}: model {self.model!r} is not a 'module:Class' string"

@@ -38,6 +38,11 @@ class Model:
 
     #: True when :meth:`validation_loss` is implemented (enables early stopping).
     has_validation: ClassVar[bool] = False
+    #: The key of :meth:`score_batch` that ranks anomalies (higher = more anomalous) for
+    #: AUROC and AUPRC; None: ``nll`` when scored, else the first key.
+    anomaly_score: ClassVar[str | None] = None
+    #: True when :meth:`score_batch` returns an ``"anomaly_map"`` (``score --maps``).
+    localizes: ClassVar[bool] = False
 
     def __init__(self, config: Any, data: DataInfo, device: torch.device) -> None:
         self.config = config
@@ -63,6 +68,11 @@ class Model:
     def validation_loss(self, batch: Any) -> torch.Tensor:
         """Per-example loss on held-out data, lower is better (for early stopping)."""
         raise NotImplementedError
+
+    def end_validation(self) -> None:
+        """Called after each validation pass (the last :meth:`validation_loss` batch): a
+        model that learns something of the held-out images as a whole (an anomaly
+        threshold from normal images' scores) sets it here, before the epoch's checkpoint."""
 
     def end_epoch(self, epoch: int) -> None:
         """Called after each epoch (0-based); the default steps every scheduler once."""
@@ -103,8 +113,15 @@ class Model:
         """Reset whatever :meth:`score_batch` accumulates across batches."""
 
     def score_batch(self, batch: Any) -> dict[str, torch.Tensor]:
-        """Per-example scores for one batch, each a tensor of length B."""
+        """Per-example scores for one batch, each a tensor of length B; a family that
+        localises anomalies adds ``"anomaly_map"``, ``[B, H, W]`` at the images' size
+        (higher = more anomalous)."""
         raise NotImplementedError
+
+    def anomaly_threshold(self) -> float | None:
+        """The :attr:`anomaly_score` above which an image is predicted anomalous, chosen
+        without test labels and saved with the weights; None when the model has none."""
+        return None
 
     def finish_scoring(self) -> dict[str, Any]:
         """Summary figures that need the whole data set (FID), after the last batch."""

@@ -116,10 +116,11 @@ class TrainRequest:
             )
         if existing:
             _check_overwrite_keeps_inputs(spec, config, out)
+        defaults = spec.data_defaults
         data_options = DataOptions(
-            image_size=options.image_size,
-            channels=options.channels,
-            load_size=options.load_size,
+            image_size=_given_or(options.image_size, defaults.get("image_size")),
+            channels=_given_or(options.channels, defaults.get("channels")),
+            load_size=_given_or(options.load_size, defaults.get("load_size")),
             flip=options.flip,
             normal_class=options.normal_class,
             direction=parse_direction(options.direction),
@@ -274,6 +275,10 @@ def _done(meta: dict[str, str], engine: dict[str, Any]) -> Done:
         bad_epochs=int(engine.get("bad_epochs", 0)),
         best=float(best) if best is not None else None,
     )
+
+
+def _given_or(value: Any, default: Any) -> Any:
+    return default if value is None else value
 
 
 def describe(info: DataInfo) -> str:

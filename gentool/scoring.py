@@ -39,10 +39,19 @@ def _items(batch: Any) -> int:
 
 
 def score_source(
-    model: Model, dataset: Any, source: Any, batch_size: int, device: torch.device
+    model: Model,
+    dataset: Any,
+    source: Any,
+    batch_size: int,
+    device: torch.device,
+    maps_out: Path | None = None,
 ) -> ScoreResult:
-    """Run ``model.score_batch`` over ``dataset``; summarise, with anomaly metrics if labelled."""
+    """Run ``model.score_batch`` over ``dataset``; summarise, with anomaly metrics if
+    labelled, pixel metrics if the model maps anomalies and the data has masks, and with
+    ``maps_out`` a heat-map grid per image there."""
     from rich.progress import Progress
+
+    from gentool.localizing import MapCollector, map_names, threshold_metrics
 
     if batch_size < 1:
         raise UserError(f"--batch-size must be at least 1, not {batch_size}")
@@ -50,6 +59,7 @@ def score_source(
     columns: dict[str, list[torch.Tensor]] = {}
     labels: list[torch.Tensor] = []
     item_paths: dict[str, list[str]] = {}  # translation items name their files
+    maps = MapCollector(keep_images=maps_out is not None)
     model.eval()
     model.begin_scoring()
     console = stderr_console()
@@ -57,13 +67,16 @@ def score_source(
     with Progress(console=console, transient=True, disable=not console.is_terminal) as bar:
         task = bar.add_task("scoring", total=len(dataset))
         for batch in loader:
-            if isinstance(batch, list | tuple) and len(batch) == 2:
+            if isinstance(batch, list | tuple) and len(batch) >= 2:
                 labels.append(batch[1].cpu())
             if isinstance(batch, dict):
                 for key in ("A_path", "B_path"):
                     item_paths.setdefault(key, []).extend(batch.get(key, []))
             with torch.no_grad():
                 scores = model.score_batch(to_device(batch, device))
+            if "anomaly_map" in scores:
+                masks = batch[2] if isinstance(batch, list | tuple) and len(batch) == 3 else None
+                maps.add(scores.pop("anomaly_map"), _images(batch), masks)
             for key, value in scores.items():
                 columns.setdefault(key, []).append(value.detach().double().cpu())
             bar.advance(task, _items(batch))
@@ -75,6 +88,14 @@ def score_source(
         summary[f"median_{key}"] = float(values.median())
     summary.update(model.finish_scoring())
     rows = _rows(dataset, per_item, item_paths)
+    # Both optional: a duck-typed scorer needs only eval, the scoring calls and score_batch.
+    named = getattr(model, "anomaly_score", None)
+    key = named or ("nll" if "nll" in per_item else next(iter(per_item), None))
+    threshold = model.anomaly_threshold() if hasattr(model, "anomaly_threshold") else None
+    if threshold is not None and key in per_item:
+        summary["threshold"] = threshold
+        for row, value in zip(rows, per_item[key].tolist(), strict=True):
+            row["predicted_anomaly"] = int(value > threshold)
     if labels:
         all_labels = torch.cat(labels)
         anomaly = source.anomaly_labels(all_labels) if source is not None else None
@@ -84,12 +105,19 @@ def score_source(
                 row["label"] = _class_label(label, names)
         if anomaly is not None:
             summary["normal_class"] = source.info.normal_class
-            key = "nll" if "nll" in per_item else next(iter(per_item))
             summary["anomaly_score"] = key
             summary.update(anomaly_metrics(per_item[key], anomaly))
+            summary.update(threshold_metrics(per_item[key], anomaly, threshold))
             for row, flag in zip(rows, anomaly.tolist(), strict=True):
                 row["anomaly"] = int(flag)
+    summary.update(maps.metrics())
+    if maps_out is not None and maps:
+        summary["maps"] = maps.write_grids(maps_out, map_names(dataset, len(rows)))
     return ScoreResult(summary, rows)
+
+
+def _images(batch: Any) -> torch.Tensor:
+    return batch["A"] if isinstance(batch, dict) else batch[0]
 
 
 def _class_label(label: int, class_names: tuple[str, ...] | list[str]) -> str:

@@ -81,7 +81,7 @@ class Contract:
         self.device = resolve_device(device)
         values = {**spec.test_config, **config, "epochs": epochs}
         self.config = build_config(spec.config, values)
-        default_data, default_options = DEFAULT_DATA[spec.data_kind]
+        default_data, default_options = spec.test_data or DEFAULT_DATA[spec.data_kind]
         self.data = data or default_data
         options = {**(default_options if data is None else {}), **data_options}
         self.data_options = DataOptions(seed=self.config.seed, **options)
@@ -254,9 +254,13 @@ class FamilyContract:
         if contract.spec.can("translate"):
             images = _images(contract.batch("test"))
             assert outputs["translate"].shape == images.shape
+        images = _images(contract.batch("test"))
         for key, value in outputs.items():
-            if key.startswith("score."):
-                assert value.shape == (len(_images(contract.batch("test"))),), key
+            if key == "score.anomaly_map":  # one value per pixel, at the images' size
+                assert value.shape == (len(images), *images.shape[-2:]), key
+                assert torch.isfinite(value).all(), key
+            elif key.startswith("score."):
+                assert value.shape == (len(images),), key
                 assert torch.isfinite(value).all(), key
             else:
                 assert value.min() >= 0 and value.max() <= 1, f"{key} leaves [0, 1]"

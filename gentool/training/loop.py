@@ -212,6 +212,7 @@ class Trainer:
                 losses = self.model.validation_loss(to_device(batch, self.run.device))
                 total += float(losses.double().sum())
                 count += losses.numel()
+            self.model.end_validation()
         self.model.train()
         return total / max(count, 1)
 
