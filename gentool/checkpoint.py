@@ -47,6 +47,7 @@ __all__ = [
     "resolve_checkpoint",
     "save_model",
     "save_resume",
+    "tensor_digest",
 ]
 
 FORMAT_VERSION = 1
@@ -126,7 +127,7 @@ def _umask() -> int:
     return mask
 
 
-def _digest(tensors: dict[str, torch.Tensor]) -> str:
+def tensor_digest(tensors: dict[str, torch.Tensor]) -> str:
     """SHA-256 over names, dtypes, shapes and bytes, in sorted order (detects tampering)."""
     h = hashlib.sha256()
     for name in sorted(tensors):
@@ -145,7 +146,7 @@ def save_model(path: Path, state: dict[str, torch.Tensor], meta: CheckpointMeta)
     """Write weights and metadata to ``path`` atomically."""
     tensors = _cpu_tensors(state)
     strings = meta.to_strings()
-    strings["gentool.sha256"] = _digest(tensors)
+    strings["gentool.sha256"] = tensor_digest(tensors)
     atomic_write(Path(path), save_bytes(tensors, metadata=strings))
 
 
@@ -200,7 +201,7 @@ def read_weights(path: Path, meta: CheckpointMeta) -> dict[str, torch.Tensor]:
         raise UserError(
             f"{path}: cannot read the weights (truncated or corrupted?): {err}"
         ) from None
-    if meta.sha256 is not None and _digest(tensors) != meta.sha256:
+    if meta.sha256 is not None and tensor_digest(tensors) != meta.sha256:
         raise UserError(f"{path}: the weights do not match their checksum (modified or damaged)")
     return tensors
 
@@ -308,7 +309,7 @@ def save_resume(path: Path, state: dict[str, Any]) -> None:
         "gentool.format": str(FORMAT_VERSION),
         "gentool.kind": "resume",
         "gentool.state": json.dumps(structure),
-        "gentool.sha256": _digest(tensors),
+        "gentool.sha256": tensor_digest(tensors),
     }
     atomic_write(Path(path), save_bytes(tensors, metadata=metadata))
 
@@ -368,7 +369,7 @@ def load_resume(path: Path) -> dict[str, Any]:
         tensors = load_bytes(path.read_bytes())
     except Exception as err:
         raise UserError(f"{path}: cannot read the resume state (truncated?): {err}") from None
-    if _digest(tensors) != raw.get("gentool.sha256"):
+    if tensor_digest(tensors) != raw.get("gentool.sha256"):
         raise UserError(f"{path}: the resume state does not match its checksum (damaged)")
     try:
         return decode_tree(json.loads(raw.get("gentool.state", "")), tensors)

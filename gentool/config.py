@@ -107,9 +107,10 @@ class ConfigField:
             value = self._convert(raw)
         except (TypeError, ValueError):
             raise UserError(f"{self.flag}: {raw!r} is not a valid {self.describe_type()}") from None
-        if self.choices and value not in self.choices:
-            raise UserError(f"{self.flag}: {raw!r} is not one of {', '.join(self.choices)}")
         values = value if self.kind is tuple else (value,)
+        wrong = [v for v in values if self.choices and v not in self.choices]
+        if wrong:  # a tuple's choices hold for each of its items
+            raise UserError(f"{self.flag}: {wrong[0]!r} is not one of {', '.join(self.choices)}")
         if any(isinstance(v, float) and not math.isfinite(v) for v in values):
             # No hyperparameter means anything by NaN or inf; NaN also passes every minimum.
             raise UserError(f"{self.flag}: {raw!r} is not a finite number")

@@ -126,3 +126,13 @@ def test_config_from_a_pipe(tmp_path):
         writer.join(timeout=5)
     with pytest.raises(UserError, match="is a folder"):
         load_config_file(tmp_path)
+
+
+def test_a_tuples_choices_hold_for_each_item():
+    @dataclass
+    class Staged(TrainConfig):
+        stages: tuple[str, ...] = option(("a", "b"), "stages", choices=("a", "b", "c"))
+
+    assert build_config(Staged, {"stages": "c,a"}).stages == ("c", "a")
+    with pytest.raises(UserError, match="--stages: 'd' is not one of a, b, c"):
+        build_config(Staged, {"stages": "a,d"})

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from gentool.backbones import STAGES, backbone_spec, parse_stages
-from gentool.checkpoint import _digest
+from gentool.checkpoint import tensor_digest
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "Backbone", "random_init"]
 
@@ -103,7 +103,7 @@ class Backbone(nn.Module):
     def sha256(self) -> str:
         """SHA-256 of the kept tensors (names, dtypes, shapes, bytes): the weights' identity,
         the same on every device, computed when asked."""
-        return _digest(self.state_dict())
+        return tensor_digest(self.state_dict())
 
     def train(self, mode: bool = True) -> Backbone:
         return super().train(False)  # always eval: batch-norm statistics never change
