@@ -66,7 +66,8 @@ def test_mvtec_layout(tmp_path):
     write_image(tmp_path / "test" / "good" / "000.png", size=(16, 16))
     write_image(tmp_path / "test" / "scratch" / "000.png", size=(16, 16))
     write_image(tmp_path / "test" / "crack" / "000.png", size=(16, 16))
-    write_image(tmp_path / "ground_truth" / "crack" / "000_mask.png", size=(16, 16))
+    for defect in ("crack", "scratch"):  # every defect image has its mask (test_data_masks)
+        write_image(tmp_path / "ground_truth" / defect / "000_mask.png", size=(16, 16))
     source = load_folder(tmp_path, DataOptions(image_size=8, channels=1))
     info = source.info
     assert info.kind is DataKind.IMAGES

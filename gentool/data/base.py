@@ -23,9 +23,14 @@ __all__ = [
     "DatasetEntry",
     "Direction",
     "Preprocessing",
+    "MASKS",
     "cache_dir",
+    "has_masks",
     "parse_direction",
 ]
+
+#: ``Preprocessing.details["masks"]`` of a source whose test splits carry ground-truth masks.
+MASKS = "ground_truth"
 
 
 class DataKind(StrEnum):
@@ -234,7 +239,10 @@ class DataSource:
     Items of ``split(...)`` follow the batch formats in :mod:`gentool.model`: ``(image,
     label)`` for images (label -1 when unknown), ``{"A": image, "B": image}`` otherwise,
     images as float tensors in [0, 1], ``[C, H, W]``. Translation splits may also carry
-    ``"A_path"``/``"B_path"`` strings.
+    ``"A_path"``/``"B_path"`` strings. A test split of a source with ground-truth masks
+    (:func:`has_masks`) gives ``(image, label, mask)``: ``mask`` a float tensor ``[1, H, W]``
+    of 0 and 1 (1: a defective pixel) at the image's own height and width, all 0 for a
+    normal image; training splits never carry masks.
     """
 
     info: DataInfo
@@ -256,6 +264,26 @@ class DataSource:
             return None
         index = self.info.class_names.index(normal)
         return (labels != index).long()
+
+
+def has_masks(data: Any, split: str = "test") -> bool:
+    """Whether the items of ``data`` are ``(image, label, mask)``, told without loading one.
+
+    ``data`` is a split (a dataset whose class says ``masks = True``, or a torch ``Subset``
+    of one) or a :class:`DataSource`, whose ``split`` is asked (False when it has none).
+
+    Example:
+        >>> from gentool.data.digits import load
+        >>> has_masks(load(DataOptions())), has_masks(load(DataOptions()).split("train"))
+        (False, False)
+    """
+    if isinstance(data, DataSource):
+        if split not in data.splits():
+            return False
+        data = data.split(split)
+    while not hasattr(data, "masks") and hasattr(data, "dataset"):  # Subset and the like
+        data = data.dataset
+    return getattr(data, "masks", False) is True
 
 
 @dataclass(frozen=True)

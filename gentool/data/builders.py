@@ -12,6 +12,7 @@ import torch
 from torch.utils.data import Dataset
 
 from gentool.data.base import (
+    MASKS,
     DataInfo,
     DataKind,
     DataOptions,
@@ -20,6 +21,7 @@ from gentool.data.base import (
     parse_direction,
 )
 from gentool.data.images import read_header
+from gentool.data.masks import MaskedImageFiles
 from gentool.data.sources import (
     ImageFiles,
     SplitSource,
@@ -61,6 +63,7 @@ def image_source(
     normal_class: str | None = None,
     layout: str | None = None,
     split: Mapping[str, Any] | None = None,
+    masks: Mapping[str, Sequence[Path | None]] | None = None,
 ) -> SplitSource:
     """An ``images`` source from its splits: what every image loader does but read pixels.
 
@@ -70,7 +73,13 @@ def image_source(
     when the size asked differs; files are resized whenever theirs differs (any of them
     may), and their ``levels`` are those of the deepest (:func:`file_levels`). ``layout``
     and ``split`` (how a test split was held out, if it was) go into the description.
+    ``masks`` gives, for test-like splits of files, each image's ground-truth mask file
+    (None: a normal image); those splits give ``(image, label, mask)`` items, and the
+    description says ``"masks": "ground_truth"``.
     """
+    masks = dict(masks or {})
+    if "train" in masks:
+        raise ValueError("training splits carry no masks")
     normal_name = normal_class if options.normal_class is None else options.normal_class
     normal = normal_class_index(normal_name, class_names, source)
     in_memory = isinstance(next(iter(splits.values()))[0], torch.Tensor)
@@ -101,6 +110,8 @@ def image_source(
         details["layout"] = layout
     if split is not None:
         details["split"] = dict(split)
+    if masks:
+        details["masks"] = MASKS
     preprocessing = Preprocessing(
         channels=channels,
         resize=size,
@@ -118,7 +129,9 @@ def image_source(
         class_names=class_names,
         preprocessing=preprocessing,
     )
-    return SplitSource(info, {name: _images(*items, info) for name, items in splits.items()})
+    return SplitSource(
+        info, {name: _images(*items, info, masks.get(name)) for name, items in splits.items()}
+    )
 
 
 def _of_class(images: Any, labels: Any, label: int) -> ImageSplit:
@@ -129,12 +142,20 @@ def _of_class(images: Any, labels: Any, label: int) -> ImageSplit:
     return [images[i] for i in keep.tolist()], labels[keep].tolist()
 
 
-def _images(images: Any, labels: Any, info: DataInfo) -> Dataset:
+def _images(
+    images: Any, labels: Any, info: DataInfo, masks: Sequence[Path | None] | None = None
+) -> Dataset:
     """The dataset of one split, prepared as ``info.preprocessing`` says."""
     prep = info.preprocessing
     if isinstance(images, torch.Tensor):
+        if masks is not None:
+            raise ValueError("masks are read beside image files, not in-memory images")
         resize = prep.resize if prep.interpolation else None
         return TensorImages(images, labels, info.levels - 1, prep.channels, resize)
+    if masks is not None:
+        return MaskedImageFiles(
+            images, labels, masks, prep.channels, prep.resize, prep.interpolation
+        )
     return ImageFiles(images, labels, prep.channels, prep.resize, prep.interpolation)
 
 

@@ -13,6 +13,9 @@ Layouts, detected in this order:
 Without a ``test/`` folder, a fixed stratified 80/20 split holds out the test images
 (:func:`gentool.data.sources.fixed_split`, seed 0, independent of ``--seed``). With
 ``--normal-class`` the train split keeps that class only; other splits keep every class.
+
+An MVTec AD folder with a ``ground_truth/`` folder gives ``(image, label, mask)`` items in
+its test split (:mod:`gentool.data.masks`); without one it reads as it always did.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from pathlib import Path
 from gentool.data.base import DataOptions
 from gentool.data.builders import image_source
 from gentool.data.images import list_images, subfolders
+from gentool.data.masks import GROUND_TRUTH, mask_files
 from gentool.data.sources import FIXED_SPLIT, SplitSource, fixed_split
 from gentool.errors import UserError
 
@@ -111,8 +115,9 @@ def _label_splits(
 def load_folder(path: Path, options: DataOptions, *, source: str | None = None) -> SplitSource:
     """An ``images`` data source from a folder in any layout :func:`scan_folder` knows.
 
-    Items are ``(image, label)``; the image size defaults to the first training image's
-    size (others are resized to it) and the channels to its own (1 for grey, else 3).
+    Items are ``(image, label)``, and ``(image, label, mask)`` in the test split of an
+    MVTec AD folder with ``ground_truth/``; the image size defaults to the first training
+    image's size (others are resized to it) and the channels to its own (1 for grey, else 3).
     Every file's header is read now, so a bad file is named before training, and the
     quantisation levels are those of the deepest image (see
     :func:`gentool.data.builders.file_levels`).
@@ -131,6 +136,10 @@ def load_folder(path: Path, options: DataOptions, *, source: str | None = None) 
         train, test = fixed_split([label for _, label in files])
         splits["train"], splits["test"] = [files[i] for i in train], [files[i] for i in test]
         made_split = True
+    ground_truth = root / GROUND_TRUTH
+    masks = {}
+    if scan.layout == "mvtec" and "test" in scan.splits and ground_truth.is_dir():
+        masks["test"] = mask_files([path for path, _ in splits["test"]], ground_truth)
     return image_source(
         options,
         {split: _unzipped(files) for split, files in splits.items()},
@@ -139,6 +148,7 @@ def load_folder(path: Path, options: DataOptions, *, source: str | None = None) 
         normal_class="good" if scan.layout == "mvtec" else None,
         layout=scan.layout,
         split=FIXED_SPLIT if made_split else None,
+        masks=masks,
     )
 
 
@@ -147,19 +157,34 @@ def load_all_images(path: Path, options: DataOptions) -> SplitSource:
 
     For ``gentool score --images DIR``: no test split is held out and ``--normal-class``
     never filters; it only says which class is normal when the folder's classes include it
-    (then :meth:`DataSource.anomaly_labels` works), and is ignored otherwise.
+    (then :meth:`DataSource.anomaly_labels` works), and is ignored otherwise. The items
+    carry masks where there is ground truth: an MVTec AD folder with ``ground_truth/``, or
+    the ``test/`` folder of one (its class folders, with ``../ground_truth/``).
     """
     root = Path(path).expanduser()
     scan = scan_folder(root)
     files = [item for split in scan.splits.values() for item in split]
     normal = options.normal_class if options.normal_class in scan.class_names else None
+    ground_truth = _ground_truth(root, scan.layout)
+    masks = {"all": mask_files([p for p, _ in files], ground_truth)} if ground_truth else {}
     return image_source(
         replace(options, normal_class=normal),
         {"all": _unzipped(files)},
         source=str(root),
         class_names=scan.class_names,
         layout=scan.layout,
+        masks=masks,
     )
+
+
+def _ground_truth(root: Path, layout: str) -> Path | None:
+    """The ``ground_truth/`` folder of an MVTec AD folder, or of the one whose ``test/`` this is."""
+    if layout == "mvtec" and (root / GROUND_TRUTH).is_dir():
+        return root / GROUND_TRUTH
+    beside = root.resolve().parent
+    if layout == "classes" and root.resolve().name == "test" and (beside / GROUND_TRUTH).is_dir():
+        return beside / GROUND_TRUTH
+    return None
 
 
 def _unzipped(files: list[tuple[Path, int]]) -> tuple[list[Path], list[int]]:
