@@ -1,4 +1,5 @@
-"""Registers gentool's named datasets: digits, MNIST, the CycleGAN/pix2pix sets, toy shapes.
+"""Registers gentool's named datasets: digits, MNIST, the CycleGAN/pix2pix sets, toy shapes,
+the ``defects`` set and MVTec AD's categories.
 
 Light: loaders are named as ``"module:function"`` and imported on first call, so listing
 the datasets never imports torch.
@@ -11,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 import gentool
-from gentool.data import catalog
+from gentool.data import catalog, mvtec
 from gentool.data.base import DatasetEntry
 from gentool.family import DataKind
 
@@ -75,6 +76,28 @@ def _builtin_entries() -> list[DatasetEntry]:
             "256 pairs",
             _Lazy("gentool.data.procedural:load_paired"),
         ),
+        DatasetEntry(
+            "defects",
+            DataKind.IMAGES,
+            "woven textures with scratches, holes and stains, exact defect masks, drawn on "
+            "the fly (offline anomaly demo)",
+            "200 train, 120 test images (60 defective)",
+            _Lazy("gentool.data.defects:load"),
+        ),
+    ]
+
+
+def _mvtec_entries() -> list[DatasetEntry]:
+    return [
+        DatasetEntry(
+            category.dataset,
+            DataKind.IMAGES,
+            category.summary,
+            category.size,
+            _Lazy("gentool.data.mvtec:load", category.name),
+            _Lazy("gentool.data.mvtec:is_cached", category.name),
+        )
+        for category in mvtec.CATEGORIES.values()
     ]
 
 
@@ -95,5 +118,5 @@ def _catalog_entries() -> list[DatasetEntry]:
 @gentool.hookimpl
 def register_datasets(register: Callable[[DatasetEntry], None]) -> None:
     """Register every named dataset that ships with gentool."""
-    for entry in (*_builtin_entries(), *_catalog_entries()):
+    for entry in (*_builtin_entries(), *_catalog_entries(), *_mvtec_entries()):
         register(entry)

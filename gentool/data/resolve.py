@@ -46,6 +46,12 @@ def resolve_data(
     entry = datasets.get(text)
     if entry is None:
         named = ", ".join(sorted(datasets)) or "none registered"
+        # A name in a family of datasets (mvtec-ad/bottle) has a slash too: a mistyped one,
+        # or the family's own name, lists its members rather than sounding like a folder.
+        family = text.split("/", 1)[0] + "/"
+        kin = sorted(n for n in datasets if n.startswith(family))
+        if kin:
+            raise UserError(f"unknown dataset {text!r}; {family}... datasets: {', '.join(kin)}")
         looks_like_path = any(sep in text for sep in ("/", "\\")) or text.startswith((".", "~"))
         if looks_like_path:
             raise UserError(f"no folder {text}; give an existing folder or a dataset name")
