@@ -19,6 +19,7 @@ from gentool.data.base import (
     DataSource,
     Direction,
     Preprocessing,
+    has_masks,
     parse_direction,
 )
 from gentool.errors import UserError
@@ -70,6 +71,7 @@ __all__ = [
     "f1_max",
     "fid_kid_metrics",
     "forked_rng",
+    "has_masks",
     "heat_colours",
     "hookimpl",
     "l1_error",

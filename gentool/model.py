@@ -7,7 +7,9 @@ float tensors in [0, 1] with shape ``[B, C, H, W]``; a family converts to its ow
 
 Batches, already on the model's device, by data kind:
 
-- ``images``: a tuple ``(images, labels)``; labels are class indices, -1 where unknown.
+- ``images``: a tuple ``(images, labels)``; labels are class indices, -1 where unknown;
+  when scoring data with ground-truth masks, ``(images, labels, masks)`` (masks
+  ``[B, 1, H, W]``, 1 on defective pixels), so read ``batch[0]`` rather than unpack two.
 - ``unpaired`` and ``paired``: a dict ``{"A": images, "B": images}``.
 """
 

@@ -287,4 +287,7 @@ def describe(info: DataInfo) -> str:
 
 
 def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(text).name or text).strip("-") or "data"
+    """A run folder's name for ``--data``: a folder's own name, a dataset's whole name
+    (``mvtec-ad/bottle`` -> ``mvtec-ad-bottle``, never a bare ``bottle``)."""
+    name = text if not Path(text).expanduser().exists() else Path(text).name or text
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-") or "data"

@@ -88,3 +88,19 @@ def test_digits_density_scores_flows_from_their_checkpoints(tmp_path, monkeypatc
     row = rows["maf (tiny)"]
     assert row["steps"] == 2 and row["bits_per_dim"] <= row["bits_per_dim_plain"]
     assert row["gentool_score_bits_per_dim"] > 0
+
+
+def test_anomaly_runs_both_families_and_reports_maps_where_there_are_some(tmp_path):
+    anomaly = _script("anomaly")
+    out = tmp_path / "anomaly.json"
+    argv = [
+        "--seeds", "0", "--epochs", "1", "--image-size", "64", "--maf-epochs", "1",
+        "--fastflow-flags", "--stages layer1 --flow-steps 2", "--out", str(out),
+        "--maf-flags", "--hidden-features 16 --num-layers 1",
+    ]  # fmt: skip
+    report = anomaly.main(argv)
+    assert json.loads(out.read_text()) == report
+    fastflow, maf = (report["median"]["defects"][f] for f in ("fastflow", "maf"))
+    assert {"auroc", "pixel_auroc", "aupro", "f1", "score_s_per_image"} <= set(fastflow)
+    assert "auroc" in maf and "pixel_auroc" not in maf  # a pixel flow makes no map
+    assert all(0 <= fastflow[k] <= 1 for k in ("auroc", "pixel_auroc", "aupro"))

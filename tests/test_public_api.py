@@ -13,6 +13,7 @@ from gentool.testing import private_gentool_uses, private_uses_in
 
 ROOT = Path(__file__).resolve().parents[1]
 PLUGINS = {
+    "gentool_anomaly": ROOT / "plugins" / "gentool_anomaly",
     "gentool_flows": ROOT / "plugins" / "gentool_flows",
     "gentool_translation": ROOT / "plugins" / "gentool_translation",
     "gentool_realnvp": ROOT / "examples" / "gentool-realnvp" / "src",

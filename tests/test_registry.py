@@ -153,8 +153,9 @@ def dup_plugin(tmp_path, monkeypatch):
 
 def test_builtin_names_are_reserved(dup_plugin):
     registry = Registry().load_entry_points()
-    assert list(registry.plugins)[:3] == ["datasets", "flows", "translation"]  # built-ins first
-    for name in ("datasets", "flows", "translation"):
+    builtins = ["anomaly", "datasets", "flows", "translation"]
+    assert list(registry.plugins)[:4] == builtins  # built-ins first
+    for name in builtins:
         assert registry.plugins[name].error is None, registry.plugins[name].error
     assert {"made", "maf", "iaf"} <= set(registry.plugins["flows"].families)
     assert registry.family("maf").plugin == "flows"
