@@ -131,7 +131,7 @@ class DensityModel(Model):
         # Resolved once, here: the engine, the checkpoint and `score` see the values used.
         super().__init__(resolve_auto(config, data), data, device)
         self.logit = LogitTransform(self.config.logit_lambda)
-        self.networks["flow"] = self.build_flow(data.dims).to(self.device)
+        self.networks["flow"] = self.build_flow(self.flow_features()).to(self.device)
 
     @property
     def flow(self) -> nn.Module:
@@ -139,6 +139,11 @@ class DensityModel(Model):
 
     def build_flow(self, features: int) -> nn.Module:
         raise NotImplementedError
+
+    def flow_features(self) -> int:
+        """How many features the flow models: the pixels, ``data.dims``, unless a family
+        models something else (pooled CNN features)."""
+        return self.data.dims
 
     # -- data space <-> flow space --------------------------------------------------------------
     def dequantize(self, images: torch.Tensor, generator: torch.Generator | None = None):

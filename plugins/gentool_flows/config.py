@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gentool.api import DensityConfig, option
+from gentool.api import BACKBONES, DensityConfig, option
 
 __all__ = ["IAFConfig", "MADEConfig", "MAFConfig"]
 
@@ -52,6 +52,51 @@ def _scale() -> Any:
     )
 
 
+#: ``--features``: the pixels, or the pooled features of one of gentool's backbones.
+FEATURES = ("pixels", *BACKBONES)
+STAGES = ("layer1", "layer2", "layer3", "layer4")
+
+
+def _features() -> Any:
+    return option(
+        "pixels",
+        "what the flow models: the pixels, or an image's pooled features from a frozen CNN "
+        "(an image-level anomaly detector on photographs; give --image-size 224 --channels 3)",
+        choices=FEATURES,
+    )
+
+
+def _feature_stages() -> Any:
+    return option(
+        ("layer2", "layer3"),
+        "--features: the backbone stages averaged over their maps and concatenated",
+        choices=STAGES,
+    )
+
+
+def _backbone_weights() -> Any:
+    return option(
+        "imagenet",
+        "--features: imagenet (torchvision's weights, downloaded once), none (seeded random "
+        "weights, no download) or a .pth file",
+    )
+
+
+def _backbone_sha256() -> Any:
+    return option(
+        "",
+        "--features: SHA-256 the backbone's weights must have ('' = the weights found; a "
+        "trained model stores its own)",
+    )
+
+
+def _absolute(weights: str) -> str:
+    """A weights file stored absolute, so the run can be scored from any folder."""
+    if weights in ("imagenet", "none", ""):
+        return weights
+    return str(Path(weights).expanduser().absolute())
+
+
 def _cuda_graphs() -> Any:
     return option(
         False,
@@ -70,6 +115,13 @@ class MADEConfig(DensityConfig):
     log_scale_clamp: float = _log_scale_clamp()
     scale: str = _scale()
     cuda_graphs: bool = _cuda_graphs()
+    features: str = _features()
+    feature_stages: tuple[str, ...] = _feature_stages()
+    backbone_weights: str = _backbone_weights()
+    backbone_sha256: str = _backbone_sha256()
+
+    def __post_init__(self) -> None:
+        self.backbone_weights = _absolute(self.backbone_weights)
 
 
 @dataclass
@@ -84,6 +136,13 @@ class MAFConfig(DensityConfig):
     log_scale_clamp: float = _log_scale_clamp()
     scale: str = _scale()
     cuda_graphs: bool = _cuda_graphs()
+    features: str = _features()
+    feature_stages: tuple[str, ...] = _feature_stages()
+    backbone_weights: str = _backbone_weights()
+    backbone_sha256: str = _backbone_sha256()
+
+    def __post_init__(self) -> None:
+        self.backbone_weights = _absolute(self.backbone_weights)
 
 
 @dataclass

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from gentool.api import DensityModel, UserError, forked_rng
+from gentool_flows.features import PIXELS, FeatureSpace, check_feature_data
 from gentool_flows.flow import AutoregressiveFlow
 from gentool_flows.iaf import IAF
 from gentool_flows.maf import MAF
@@ -24,11 +25,70 @@ KL_SAMPLES = 1024
 
 
 class _FlowModel(DensityModel):
-    """Adds the opt-in CUDA graphs and the timings ``gentool bench`` reports to a flow."""
+    """Adds the opt-in CUDA graphs, the timings ``gentool bench`` reports and, with
+    ``--features BACKBONE``, a density of pooled CNN features to a flow."""
 
     def __init__(self, config: Any, data: Any, device: torch.device) -> None:
+        self.space: FeatureSpace | None = None
+        if getattr(config, "features", PIXELS) != PIXELS:
+            check_feature_data(data)
+            self.space = FeatureSpace(config, torch.device(device))
+            config = self.space.resolved(config)  # the checkpoint holds the backbone's digest
         super().__init__(config, data, device)
+        if self.space is not None:
+            self.networks["standardise"] = self.space.standardiser().to(self.device)
         self.flow.cuda_graphs = bool(getattr(config, "cuda_graphs", False))
+
+    # -- features instead of pixels: no dequantisation, no logit, no samples ---------------
+    def flow_features(self) -> int:
+        return self.space.dims if self.space is not None else super().flow_features()
+
+    def feature_nll(self, images: torch.Tensor) -> torch.Tensor:
+        """``-log p(features)`` per image in nats, the standardiser's log-det included."""
+        z, log_det = self.networks["standardise"](self.space.pooled(self.prepare(images)))
+        return -(self.flow.log_prob(z) + log_det)
+
+    def configure_training(self) -> None:
+        super().configure_training()
+        if self.space is not None:  # the standardiser's scale and shift train too
+            c = self.config
+            self.optimizers["flow"] = torch.optim.Adam(
+                self.networks.parameters(), lr=c.lr, weight_decay=c.weight_decay
+            )
+
+    def train_step(self, batch: Any) -> dict[str, torch.Tensor]:
+        if self.space is None:
+            return super().train_step(batch)
+        optimizer = self.optimizers["flow"]
+        optimizer.zero_grad(set_to_none=True)
+        loss = self.feature_nll(batch[0]).mean()
+        loss.backward()
+        if self.config.grad_clip > 0:
+            nn.utils.clip_grad_norm_(self.networks.parameters(), self.config.grad_clip)
+        optimizer.step()
+        return {"loss": loss.detach()}
+
+    def nll(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        if self.space is None:
+            return super().nll(images, generator)
+        return self.feature_nll(images)
+
+    @torch.no_grad()
+    def score_batch(self, batch: Any) -> dict[str, torch.Tensor]:
+        if self.space is None:
+            return super().score_batch(batch)
+        return {"nll": self.feature_nll(batch[0] if isinstance(batch, tuple | list) else batch)}
+
+    def sample(self, n: int, temperature: float = 1.0) -> torch.Tensor:
+        if self.space is not None:
+            raise UserError(
+                f"this model's flow is on {self.config.features} features, not pixels: it "
+                "scores images but cannot draw them; train without --features to sample"
+            )
+        return super().sample(n, temperature)
+
+    def preview(self, batch: Any) -> tuple[torch.Tensor, int] | None:
+        return None if self.space is not None else super().preview(batch)
 
     def benchmarks(self, batch_size: int) -> dict[str, tuple[Callable[[], Any], int]]:
         """The flow's sequential direction (MAF: sampling, IAF: density), fast and plain.
