@@ -2,7 +2,7 @@
 
     python benchmarks/anomaly.py [--data defects,mvtec-ad/bottle,...] [--seeds 0,1]
         [--backbone-weights none|imagenet|FILE] [--backbone resnet18] [--epochs 100]
-        [--image-size 256] [--device cpu|cuda] [--threads 1] [--families fastflow,maf]
+        [--image-size 256] [--device cpu|cuda] [--threads 1] [--families fastflow,maf-features,maf]
         [--fastflow-flags "..."] [--maf-flags "..."] [--out benchmarks/results/anomaly.json]
 
 For each dataset (a name or a folder in MVTec AD layout) and seed, each family is trained
@@ -15,6 +15,8 @@ peak memory. The table shows the median over seeds.
 - ``fastflow``: the family's defaults, the backbone and its weights as given (``none``: a
   seeded random ResNet, what this machine can run offline; ``imagenet``: torchvision's
   weights, the published setting).
+- ``maf-features``: ``maf --features BACKBONE``, the flow on the image's pooled features of
+  the same backbone (an image-level detector: no map), at ``--image-size``.
 - ``maf``: the pixel flow on the same images at ``--maf-size`` pixels (default 16: a pixel
   MAF has ~3 D H parameters per layer, 47 M at 3x32x32), one-class defaults.
 
@@ -54,19 +56,23 @@ def run_one(family: str, data: str, seed: int, args: argparse.Namespace, folder:
     """Train and score one family on one dataset; the summary figures and the timings."""
     out = folder / f"{family}-{data.replace('/', '-')}-{seed}"
     common = ["--device", args.device, "--quiet", "--seed", str(seed), "--out", str(out)]
+    backbone = ["--backbone-weights", args.backbone_weights, "--image-size", str(args.image_size)]
     if family == "fastflow":
-        flags = ["--backbone", args.backbone, "--backbone-weights", args.backbone_weights]
-        flags += ["--image-size", str(args.image_size), "--epochs", str(args.epochs)]
+        flags = ["--backbone", args.backbone, *backbone, "--epochs", str(args.epochs)]
         flags += shlex.split(args.fastflow_flags)
+    elif family == "maf-features":
+        flags = ["--features", args.backbone, *backbone, "--channels", "3"]
+        flags += ["--epochs", str(args.maf_epochs), *shlex.split(args.maf_flags)]
     else:
         flags = ["--image-size", str(args.maf_size), "--channels", "3"]
         flags += ["--epochs", str(args.maf_epochs), *shlex.split(args.maf_flags)]
     started = time.perf_counter()
-    cli(["train", family, "--data", data, *common, *flags])
+    name = family.partition("-")[0]  # maf-features is the maf family on features
+    cli(["train", name, "--data", data, *common, *flags])
     trained = time.perf_counter() - started
     started = time.perf_counter()
     summary = json.loads(
-        cli(["score", family, "-c", str(out), "--data", data, "--json", "--device", args.device])
+        cli(["score", name, "-c", str(out), "--data", data, "--json", "--device", args.device])
     )
     scored = time.perf_counter() - started
     row = {k: summary[k] for k in FIGURES if k in summary}
@@ -82,7 +88,7 @@ def run_one(family: str, data: str, seed: int, args: argparse.Namespace, folder:
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="defects")
-    parser.add_argument("--families", default="fastflow,maf")
+    parser.add_argument("--families", default="fastflow,maf-features,maf")
     parser.add_argument("--seeds", default="0,1")
     parser.add_argument("--backbone", default="resnet18")
     parser.add_argument("--backbone-weights", default="none")

@@ -100,7 +100,9 @@ def test_anomaly_runs_both_families_and_reports_maps_where_there_are_some(tmp_pa
     ]  # fmt: skip
     report = anomaly.main(argv)
     assert json.loads(out.read_text()) == report
-    fastflow, maf = (report["median"]["defects"][f] for f in ("fastflow", "maf"))
+    medians = report["median"]["defects"]
+    fastflow, features, maf = (medians[f] for f in ("fastflow", "maf-features", "maf"))
+    assert "auroc" in features and "pixel_auroc" not in features
     assert {"auroc", "pixel_auroc", "aupro", "f1", "score_s_per_image"} <= set(fastflow)
     assert "auroc" in maf and "pixel_auroc" not in maf  # a pixel flow makes no map
     assert all(0 <= fastflow[k] <= 1 for k in ("auroc", "pixel_auroc", "aupro"))
