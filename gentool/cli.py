@@ -8,6 +8,7 @@ fast. User errors print one line ``error: ...`` and exit with status 2.
 from __future__ import annotations
 
 import sys
+import traceback
 from pathlib import Path
 from typing import Annotated
 
@@ -18,8 +19,11 @@ from rich.table import Table
 from gentool import __version__
 from gentool.config import config_fields, env_flag
 from gentool.errors import TrainingDiverged, UserError, one_line, out_of_memory
+from gentool.interrupts import STARTUP_INTERRUPTED, CtrlCWatch
+from gentool.progress import stderr_console
 from gentool.registry import get_registry
-from gentool.train_command import foreign_data_option, train_command
+from gentool.train_command import train_command
+from gentool.usage import check_train_family, missing_family, usage_message
 
 __all__ = ["app", "main"]
 
@@ -37,7 +41,7 @@ train_app = typer.Typer(
 app.add_typer(train_app, name="train")
 
 stdout = Console()
-stderr = Console(stderr=True)
+stderr = stderr_console()  # a closed stderr never stops a command
 
 # Options every command that runs a model shares.
 Device = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N (auto takes a GPU if any).")]
@@ -74,27 +78,7 @@ def _root(
 @train_app.callback(invoke_without_command=True)
 def _train(ctx: typer.Context) -> None:
     if ctx.invoked_subcommand is None:
-        raise UserError(f"{_missing_family('train')} (see `gentool train --help`)")
-
-
-#: The capability each command needs of its FAMILY argument (None: any family).
-_COMMAND_CAPABILITY = {
-    "train": "train",
-    "sample": "sample",
-    "score": "score",
-    "translate": "translate",
-    "bench": None,
-    "info": None,
-}
-
-
-def _missing_family(command: str) -> str:
-    """The message for ``gentool COMMAND`` without its FAMILY: which families would do."""
-    capability = _COMMAND_CAPABILITY.get(command)
-    families = get_registry().families
-    able = sorted(n for n, s in families.items() if capability is None or s.can(capability))
-    which = f"families that can {capability}" if capability else "installed families"
-    return f"missing FAMILY; {which}: {', '.join(able) or 'none'}"
+        raise UserError(f"{missing_family('train')} (see `gentool train --help`)")
 
 
 # -- inspection -------------------------------------------------------------------------------
@@ -328,51 +312,48 @@ def bench(
     )
 
 
-def _usage_message(err: Exception) -> str:
-    """The parser's message, made specific where gentool knows better."""
-    ctx = getattr(err, "ctx", None)
-    param = getattr(err, "param", None)
-    option = getattr(err, "option_name", None)
-    if ctx is None:
-        return err.format_message()
-    if isinstance(err, typer.BadParameter) and param is not None and param.name == "family":
-        return _missing_family(ctx.command.name)  # a command run without its FAMILY
-    if option and ctx.parent is not None and ctx.parent.command.name == "train":
-        return foreign_data_option(option, ctx.command.name) or err.format_message()
-    return err.format_message()
-
-
-def _check_train_family(args: list[str]) -> None:
-    """``gentool train NAME``: name the known families rather than 'No such command'."""
-    words = [a for a in args if a != "--debug"]
-    if len(words) >= 2 and words[0] == "train" and not words[1].startswith("-"):
-        get_registry().family(words[1], "train")
-
-
 # -- entry point ----------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit status (console script and tests)."""
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args or env_flag("GENTOOL_DEBUG")
+    with CtrlCWatch() as ctrl_c:
+        try:
+            return _main(args, debug)
+        except (KeyboardInterrupt, Exception) as err:
+            if not ctrl_c.interrupted(err):
+                raise
+            # A Ctrl-C during training is the loop's to tell (what it saved); before it:
+            if [a for a in args if a != "--debug"][:1] == ["train"]:
+                stderr.print(STARTUP_INTERRUPTED, highlight=False, soft_wrap=True)
+            return 130
+
+
+def _error(message: str, debug: bool, err: BaseException | None = None) -> None:
+    """One line ``error: ...``; with --debug, the traceback first (the status stays)."""
+    if debug and err is not None:
+        traceback.print_exception(err)
+    stderr.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+
+
+def _main(args: list[str], debug: bool) -> int:
     _register_train_commands()
     try:
-        _check_train_family(args)
+        check_train_family(args)
     except UserError as err:
-        stderr.print(f"[red]error:[/red] {err}", highlight=False, soft_wrap=True)
+        _error(str(err), False)
         return 2
     command = typer.main.get_command(app)
     try:
         result = command.main(args=args, prog_name="gentool", standalone_mode=False)
         return result if isinstance(result, int) else 0
     except UserError as err:
-        if debug:
-            raise
-        stderr.print(f"[red]error:[/red] {one_line(err)}", highlight=False, soft_wrap=True)
+        _error(one_line(err), debug, err)
         return 2
     except TrainingDiverged as err:
         if debug:
             raise
-        stderr.print(f"[red]error:[/red] {err}", highlight=False, soft_wrap=True)
+        _error(str(err), False)
         return 1
     except typer.Exit as err:
         return err.exit_code
@@ -382,17 +363,14 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as err:
         memory = out_of_memory(err)
         if memory is not None and not debug:
-            stderr.print(f"[red]error:[/red] {memory}", highlight=False, soft_wrap=True)
+            _error(memory, False)
             return 1
         # Usage errors of the parser (unknown option, bad value): one line, like ours.
         if hasattr(err, "format_message") and hasattr(err, "exit_code"):
-            if debug:
-                raise
             hint = ""
             ctx = getattr(err, "ctx", None)
             if ctx is not None:
                 hint = f" (see `{ctx.command_path} --help`)"
-            message = _usage_message(err)
-            stderr.print(f"[red]error:[/red] {message}{hint}", highlight=False, soft_wrap=True)
+            _error(f"{usage_message(err)}{hint}", debug, err)
             return err.exit_code
         raise

@@ -22,6 +22,7 @@ from gentool.data.base import DataInfo, DataOptions, parse_direction
 from gentool.data.sources import checked_channels, checked_size
 from gentool.errors import NoClasses, TrainingDiverged, UserError, writing
 from gentool.family import DataKind, FamilySpec
+from gentool.interrupts import SecondInterrupt
 from gentool.loading import load_model
 from gentool.model import Model
 from gentool.options import TrainOptions
@@ -111,7 +112,7 @@ def _fit(spec: FamilySpec, model: Model, source: Any, run: RunOptions, console: 
         kept = out / MODEL_FILE
         where = f"the last good checkpoint is {kept}" if kept.exists() else "no epoch finished"
         raise TrainingDiverged(f"{err}; training stopped, {where}; try a lower --lr") from None
-    except KeyboardInterrupt:
+    except SecondInterrupt:  # a Ctrl-C before the loop's own handler is the CLI's to say
         if run.dist.main:
             saved = (out / RESUME_FILE).is_file()
             console.print(
@@ -309,6 +310,10 @@ def bench(
     check_precision(precision)
     if repeats < 1 or sample_batch < 1 or (batch_size is not None and batch_size < 1):
         raise UserError("--repeats, --sample-batch and --batch-size must be at least 1")
+    if threads is not None and threads < 1:
+        raise UserError(
+            f"--threads must be at least 1, not {threads}; leave it out for torch's default"
+        )
     if threads is not None:
         torch.set_num_threads(threads)
     device = resolve_device(device_text)

@@ -17,11 +17,26 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-__all__ = ["TrainProgress", "stderr_console"]
+__all__ = ["TrainProgress", "note", "stderr_console"]
+
+
+class _StderrConsole(Console):
+    """A console whose output may go unread: a closed stderr (``2>&1 | head -1``) silences
+    it rather than ending the command (Rich's default exits), so a run trains on and saves."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
 
 
 def stderr_console() -> Console:
-    return Console(stderr=True, log_path=False)
+    """Rich on stderr, for progress, notes and error lines; a broken pipe silences it."""
+    return _StderrConsole(stderr=True, log_path=False)
+
+
+def note(text: str) -> None:
+    """One line on stderr, as written (no markup), that a closed stderr never turns into an
+    error."""
+    stderr_console().print(text, markup=False, highlight=False, soft_wrap=True)
 
 
 class TrainProgress:

@@ -18,6 +18,7 @@ from rich.markup import escape
 
 from gentool.config import config_fields
 from gentool.family import DataKind, FamilySpec
+from gentool.interrupts import SecondInterrupt, StartupInterrupted
 from gentool.options import DATA_OPTIONS, TrainOptions, applies_to
 from gentool.registry import get_registry
 
@@ -65,9 +66,14 @@ def train_command(spec: FamilySpec) -> Callable[..., int]:
         options = TrainOptions(**{name: kwargs[name] for name, _, _ in shared})
         # A resumed run checks the data options the user typed against its own.
         given = frozenset(n for n, _, _ in shared if n in DATA_OPTIONS and _given(ctx, n))
-        from gentool import commands
+        try:
+            from gentool import commands  # torch loads here: seconds a Ctrl-C may cut short
 
-        return commands.train(spec, explicit, options, given)
+            return commands.train(spec, explicit, options, given)
+        except SecondInterrupt:  # during training: the run has said what it saved
+            raise
+        except KeyboardInterrupt:
+            raise StartupInterrupted from None
 
     ctx_param = inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD)
     params = [ctx_param]

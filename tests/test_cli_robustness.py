@@ -75,10 +75,13 @@ def test_gentool_debug_off_values(value, capsys, monkeypatch):
     _one_error_line(capsys, "/no/such/folder")
 
 
-def test_gentool_debug_on(monkeypatch):
+def test_gentool_debug_on(monkeypatch, capsys):
+    """The traceback is shown, and the status stays a user error's."""
     monkeypatch.setenv("GENTOOL_DEBUG", "1")
-    with pytest.raises(Exception, match="/no/such/folder"):
-        main(["train", "maf", "--data", "/no/such/folder"])
+    assert main(["train", "maf", "--data", "/no/such/folder"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("Traceback") and "UserError" in err
+    assert err.splitlines()[-1].startswith("error: ") and "/no/such/folder" in err
 
 
 @pytest.mark.parametrize(

@@ -64,10 +64,18 @@ def parse_direction(text: str | None) -> Direction:
 def cache_dir() -> Path:
     """Where downloaded datasets live: ``$GENTOOL_HOME`` or ``~/.cache/gentool``."""
     home = os.environ.get("GENTOOL_HOME")
-    if home:
-        return Path(home).expanduser()
     xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "gentool"
+    if home:
+        path, named = Path(home).expanduser(), f"GENTOOL_HOME={home}"
+    else:
+        base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+        path, named = base / "gentool", f"the cache folder {base / 'gentool'}"
+    # A file where the cache or a folder above it should be: one line, before a download.
+    existing = next(p for p in (path, *path.parents) if p.exists() or p == p.parent)
+    if not existing.is_dir():
+        what = "is a file" if existing == path else f"cannot be made: {existing} is a file"
+        raise UserError(f"{named} {what}; point GENTOOL_HOME at a folder")
+    return path
 
 
 @dataclass(frozen=True)

@@ -245,7 +245,6 @@ def _locked(path: Path) -> Iterator[None]:
 
 @contextlib.contextmanager
 def _progress(description: str, total: int | None) -> Iterator:
-    from rich.console import Console
     from rich.progress import (
         BarColumn,
         DownloadColumn,
@@ -262,7 +261,9 @@ def _progress(description: str, total: int | None) -> Iterator:
         TransferSpeedColumn(),
         TimeRemainingColumn(),
     )
-    with Progress(*columns, console=Console(stderr=True), transient=False) as progress:
+    from gentool.progress import stderr_console
+
+    with Progress(*columns, console=stderr_console(), transient=False) as progress:
         task = progress.add_task(description, total=total)
         yield lambda n: progress.advance(task, n)
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
 from gentool.data.base import DataOptions, DatasetEntry, DataSource
 from gentool.errors import UserError
 from gentool.family import DataKind
+from gentool.progress import note
 
 __all__ = ["load_path", "resolve_data", "resolve_images"]
 
@@ -59,7 +59,7 @@ def resolve_data(
     if entry.kind is not kind:
         twin = datasets.get(f"{text}-{kind.value}")
         if twin is not None and twin.kind is kind:
-            print(f"note: using {twin.name}, the {kind.value} version of {text}", file=sys.stderr)
+            note(f"note: using {twin.name}, the {kind.value} version of {text}")
             entry = twin
         else:
             fitting = ", ".join(sorted(n for n, e in datasets.items() if e.kind is kind))
@@ -90,10 +90,9 @@ def _load_shadowing_folder(
             f"{text!r} is a folder here with no images, and also the name of a dataset; "
             f"to use the dataset, run from another folder or remove or rename {here}"
         ) from err
-    print(
+    note(
         f"note: using the folder {here}, not the dataset {text!r}; to use the dataset, "
-        f"run from another folder or rename {here}",
-        file=sys.stderr,
+        f"run from another folder or rename {here}"
     )
     return source
 

@@ -8,6 +8,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from gentool.interrupts import SecondInterrupt
+
 __all__ = ["StopFlag", "ignore_stop_signals"]
 
 
@@ -43,7 +45,7 @@ class StopFlag:
                 if self._protected:
                     self._abort_pending = True
                     return
-                raise KeyboardInterrupt
+                raise SecondInterrupt
         if not self.requested:
             self.requested, self.signum = True, signum
 
@@ -56,7 +58,7 @@ class StopFlag:
         finally:
             self._protected = False
         if self._abort_pending:
-            raise KeyboardInterrupt
+            raise SecondInterrupt
 
     def __exit__(self, *exc) -> None:
         for signum, previous in self._previous.items():
