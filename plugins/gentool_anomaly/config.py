@@ -60,6 +60,12 @@ class FastFlowConfig(TrainConfig):
         resumable=True,
         minimum=0,
     )
+    image_score: str = option(
+        "max",
+        "an image's anomaly score: max (the map's maximum, FastFlow's: for local defects) or "
+        "mean (the image's mean NLL: for anomalies of the whole image, such as another object)",
+        choices=("max", "mean"),
+    )
     threshold_quantile: float = option(
         0.99,
         "the anomaly threshold: this quantile of the held-out normal images' scores",

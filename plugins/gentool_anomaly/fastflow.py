@@ -51,10 +51,11 @@ class FastFlowModel(Model):
 
     Every location of every stage gets its exact negative log-likelihood (nats per
     channel); the anomaly map is their mean over the stages, each upsampled (bilinear) to
-    the image; the image's score is the map's maximum. The thresholds are a quantile of the
-    held-out normal images' scores (``--threshold-quantile``), so no test label chooses
-    them. The backbone is frozen and not saved: a checkpoint names it, its stages and its
-    weights' SHA-256, and scoring rebuilds and checks it.
+    the image; the image's score is the map's maximum (``--image-score mean``: the mean
+    NLL). The thresholds are a quantile of the held-out normal images' scores
+    (``--threshold-quantile``), so no test label chooses them. The backbone is frozen and
+    not saved: a checkpoint names it, its stages and its weights' SHA-256, and scoring
+    rebuilds and checks it.
 
     References:
         | FastFlow: Unsupervised Anomaly Detection and Localization via 2D Normalizing
@@ -63,7 +64,6 @@ class FastFlowModel(Model):
 
     has_validation = True
     localizes = True
-    anomaly_score = "map_max"
 
     def __init__(self, config: Any, data: DataInfo, device: torch.device) -> None:
         backbone = load_backbone(
@@ -87,6 +87,11 @@ class FastFlowModel(Model):
         self.networks["thresholds"] = _Thresholds()
         self.networks.to(self.device)
         self._held_out: tuple[list[Tensor], list[Tensor]] = ([], [])
+
+    @property
+    def anomaly_score(self) -> str:  # type: ignore[override]
+        """The score key of ``--image-score``: the map's maximum, or the mean NLL."""
+        return "nll" if self.config.image_score == "mean" else "map_max"
 
     # -- the density of features --------------------------------------------------------------
     def prepare(self, images: Tensor) -> Tensor:
@@ -137,11 +142,12 @@ class FastFlowModel(Model):
     @torch.no_grad()
     def validation_loss(self, batch: Any) -> Tensor:
         maps = self.level_maps(batch[0])
-        pixels = self.anomaly_map(maps).flatten(1)
+        nll, pixels = self.image_nll(maps), self.anomaly_map(maps).flatten(1)
         keep = torch.randperm(pixels.shape[1], device=pixels.device)[:PIXELS_PER_IMAGE]
-        self._held_out[0].append(pixels.max(dim=1).values.cpu())
+        scores = nll if self.anomaly_score == "nll" else pixels.max(dim=1).values
+        self._held_out[0].append(scores.cpu())
         self._held_out[1].append(pixels[:, keep].flatten().cpu())
-        return self.image_nll(maps)
+        return nll
 
     def end_validation(self) -> None:
         from gentool.api import threshold_from_normal

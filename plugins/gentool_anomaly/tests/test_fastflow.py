@@ -132,3 +132,21 @@ def test_maps_for_a_family_without_them_is_one_line(tmp_path, capsys):
     assert "--maps: maf scores whole images and makes no anomaly maps; families that do: " in (
         capsys.readouterr().err
     )
+
+
+def test_the_image_score_can_be_the_mean_nll(trained, tmp_path, capsys):
+    """``--image-score mean`` ranks and thresholds images by their whole NLL."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    with safe_open(str(trained / "model.safetensors"), "pt") as handle:
+        meta = handle.metadata()
+    config = json.loads(meta["gentool.config"])
+    config["image_score"] = "mean"
+    meta["gentool.config"] = json.dumps(config)
+    save_file(load_file(trained / "model.safetensors"), tmp_path / "m.safetensors", meta)
+    capsys.readouterr()
+    args = ["score", "fastflow", "-c", str(tmp_path / "m.safetensors"), "--data", "defects"]
+    assert main([*args, "--json", "--device", "cpu"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["anomaly_score"] == "nll" and summary["auroc"] > 0.8
