@@ -48,6 +48,7 @@ __all__ = [
     "save_model",
     "save_resume",
     "tensor_digest",
+    "unfinished_writes",
 ]
 
 FORMAT_VERSION = 1
@@ -119,6 +120,15 @@ def atomic_write(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def unfinished_writes(folder: Path) -> list[Path]:
+    """The temporary files of checkpoint writes in ``folder`` that never reached their
+    rename (a process killed while writing): ``.model.safetensors.XXXX.tmp`` and
+    ``.resume.safetensors.XXXX.tmp``, as :func:`atomic_write` names them. Only the run
+    that holds the folder's lock may take them for stale."""
+    found = (Path(folder).glob(f".{name}.*.tmp") for name in (MODEL_FILE, RESUME_FILE))
+    return sorted(path for paths in found for path in paths if path.is_file())
 
 
 def _umask() -> int:

@@ -31,6 +31,7 @@ from gentool.registry import get_registry
 from gentool.request import TrainRequest, describe
 from gentool.runtime import check_precision, resolve_device, seed_everything
 from gentool.training import RunOptions, fit
+from gentool.training.lock import lock_run_folder
 
 __all__ = ["load_model", "sample", "score", "train", "translate"]
 
@@ -53,6 +54,18 @@ def train(
     request = TrainRequest.from_cli(spec, explicit, options, given)
     dist, device = setup(resolve_device(options.device))
     console = stderr_console()
+    lock = lock_run_folder(
+        request.out, dist, lambda line: console.print(line, markup=False, soft_wrap=True)
+    )
+    try:
+        return _train(request, dist, device, console)
+    finally:
+        lock.release()
+
+
+def _train(request: TrainRequest, dist: Any, device: torch.device, console: Any) -> int:
+    """The run of a request, its folder locked."""
+    spec, options = request.spec, request.options
     idle = request.nothing_to_train()
     if idle is not None:
         if dist.main:
