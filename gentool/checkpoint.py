@@ -43,15 +43,20 @@ __all__ = [
     "read_resume_header",
     "read_checkpoint",
     "read_header",
+    "read_tensor_shapes",
     "read_weights",
     "resolve_checkpoint",
     "save_model",
     "save_resume",
+    "seal_metadata",
     "tensor_digest",
     "unfinished_writes",
 ]
 
-FORMAT_VERSION = 1
+#: 1: the tensors under a checksum (``gentool.sha256``); 2: the metadata too
+#: (``gentool.sha256_meta``), so a file of format 2 without either is damaged.
+FORMAT_VERSION = 2
+META_DIGEST_FORMAT = 2
 MODEL_FILE = "model.safetensors"
 RESUME_FILE = "resume.safetensors"
 
@@ -71,6 +76,7 @@ class CheckpointMeta:
     gentool_version: str = __version__
     format: int = FORMAT_VERSION
     sha256: str | None = None  # of the weights, as read from a file (written by save_model)
+    sha256_meta: str | None = None  # of the metadata, as read from a file (format 2 on)
 
     def to_strings(self) -> dict[str, str]:
         return {
@@ -100,6 +106,7 @@ class CheckpointMeta:
             gentool_version=meta.get("gentool.version", "?"),
             format=int(meta["gentool.format"]),
             sha256=meta.get("gentool.sha256"),
+            sha256_meta=meta.get("gentool.sha256_meta"),
         )
 
 
@@ -147,6 +154,21 @@ def tensor_digest(tensors: dict[str, torch.Tensor]) -> str:
     return h.hexdigest()
 
 
+def metadata_digest(metadata: dict[str, str]) -> str:
+    """SHA-256 over a file's ``gentool.*`` metadata (the tensors' checksum among it), all
+    but ``gentool.sha256_meta`` itself; keys of other tools are left free."""
+    covered = {
+        k: v for k, v in metadata.items() if k.startswith("gentool.") and k != "gentool.sha256_meta"
+    }
+    return hashlib.sha256(json.dumps(covered, sort_keys=True).encode()).hexdigest()
+
+
+def seal_metadata(metadata: dict[str, str]) -> dict[str, str]:
+    """``metadata`` with its checksum made anew: for a tool (or a test) that edits a
+    checkpoint's metadata on purpose; any other edit makes the file read as damaged."""
+    return {**metadata, "gentool.sha256_meta": metadata_digest(metadata)}
+
+
 def _cpu_tensors(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     # safetensors refuses tensors that share storage (tied weights, views): clone them apart.
     return {k: v.detach().to("cpu").contiguous().clone() for k, v in state.items()}
@@ -157,7 +179,7 @@ def save_model(path: Path, state: dict[str, torch.Tensor], meta: CheckpointMeta)
     tensors = _cpu_tensors(state)
     strings = meta.to_strings()
     strings["gentool.sha256"] = tensor_digest(tensors)
-    atomic_write(Path(path), save_bytes(tensors, metadata=strings))
+    atomic_write(Path(path), save_bytes(tensors, metadata=seal_metadata(strings)))
 
 
 def resolve_checkpoint(text: str | Path) -> Path:
@@ -199,7 +221,47 @@ def read_header(path: Path) -> CheckpointMeta:
             f"{path} has checkpoint format {meta.format}, written by gentool "
             f"{meta.gentool_version}; this gentool reads format {FORMAT_VERSION}: upgrade gentool"
         )
+    if meta.sha256 is None:  # every format has had the tensors' checksum
+        raise UserError(f"{path}: damaged gentool metadata (the weights' checksum is missing)")
+    _check_metadata_digest(path, raw, meta.format, "checkpoint")
     return meta
+
+
+def _check_metadata_digest(
+    path: Path, raw: dict[str, str], format: int, what: str, warn: bool = True
+) -> None:
+    """The metadata against its checksum; a file of a format before it had one passes with
+    a warning, as its metadata is checked only for fitting the weights."""
+    found = raw.get("gentool.sha256_meta")
+    if found is None and format < META_DIGEST_FORMAT:
+        if not warn:
+            return
+        from gentool.progress import note
+
+        note(
+            f"warning: {path} is an older {what} (format {format}) whose metadata has no "
+            "checksum: damage there is caught only where the weights stop fitting it"
+        )
+        return
+    if found is None:
+        raise UserError(f"{path}: damaged gentool metadata (its checksum is missing)")
+    if found != metadata_digest(raw):
+        raise UserError(
+            f"{path}: the gentool metadata does not match its checksum (modified or damaged)"
+        )
+
+
+def read_tensor_shapes(path: Path) -> dict[str, torch.Tensor]:
+    """The file's tensors as ``meta`` tensors of their dtypes and shapes, from its header
+    alone (no weight is read): what a rebuilt model's state can be checked against."""
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            shapes = {name: handle.get_slice(name).get_shape() for name in handle.keys()}  # noqa: SIM118
+    except Exception as err:
+        raise UserError(
+            f"{path} is not a readable safetensors file (truncated or corrupted?): {err}"
+        ) from None
+    return {name: torch.empty(shape, device="meta") for name, shape in shapes.items()}
 
 
 def read_weights(path: Path, meta: CheckpointMeta) -> dict[str, torch.Tensor]:
@@ -211,7 +273,7 @@ def read_weights(path: Path, meta: CheckpointMeta) -> dict[str, torch.Tensor]:
         raise UserError(
             f"{path}: cannot read the weights (truncated or corrupted?): {err}"
         ) from None
-    if meta.sha256 is not None and tensor_digest(tensors) != meta.sha256:
+    if tensor_digest(tensors) != meta.sha256:
         raise UserError(f"{path}: the weights do not match their checksum (modified or damaged)")
     return tensors
 
@@ -321,7 +383,7 @@ def save_resume(path: Path, state: dict[str, Any]) -> None:
         "gentool.state": json.dumps(structure),
         "gentool.sha256": tensor_digest(tensors),
     }
-    atomic_write(Path(path), save_bytes(tensors, metadata=metadata))
+    atomic_write(Path(path), save_bytes(tensors, metadata=seal_metadata(metadata)))
 
 
 def _resume_metadata(path: Path) -> dict[str, str]:
@@ -349,6 +411,7 @@ def read_resume_header(path: Path) -> dict[str, Any]:
     ``engine`` (the loop's counters; its tensors read as None), checked for shape."""
     path = Path(path)
     raw = _resume_metadata(path)
+    _check_metadata_digest(path, raw, int(raw["gentool.format"]), "resume state")
     try:
         top = dict(json.loads(raw["gentool.state"])["__dict__"])
         no_tensors = _NoTensors()
@@ -375,6 +438,7 @@ def load_resume(path: Path) -> dict[str, Any]:
     """Read what :func:`save_resume` wrote, checking that it is whole."""
     path = Path(path)
     raw = _resume_metadata(path)
+    _check_metadata_digest(path, raw, int(raw["gentool.format"]), "resume state", warn=False)
     try:
         tensors = load_bytes(path.read_bytes())
     except Exception as err:

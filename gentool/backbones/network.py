@@ -44,6 +44,7 @@ class Backbone(nn.Module):
             as one comma-separated string).
         seed: the seed of the random weights; None leaves the weights unset for a state dict
             that fills every tensor (what ``load_backbone`` does).
+        device: where the kept layers are made; ``"meta"`` for their shapes alone.
 
     Example:
         >>> backbone = Backbone("resnet18", ("layer1", "layer2"), seed=0)
@@ -55,12 +56,19 @@ class Backbone(nn.Module):
         (False, False)
     """
 
-    def __init__(self, name: str, stages: str | Sequence[str], seed: int | None = 0) -> None:
+    def __init__(
+        self,
+        name: str,
+        stages: str | Sequence[str],
+        seed: int | None = 0,
+        device: torch.device | str = "cpu",
+    ) -> None:
         super().__init__()
         self.spec = backbone_spec(name)
         self.name = name
         self.stages = parse_stages(stages)
         self.weights = "none"  # what load_backbone was given: "none", "imagenet" or a path
+        self.declared_sha256 = ""  # the digest of a backbone on the meta device (no weights)
         self.seed = seed
         deepest = max(STAGES.index(stage) for stage in self.stages)
         self.kept_stages = STAGES[: deepest + 1]
@@ -70,7 +78,7 @@ class Backbone(nn.Module):
             whole = self.spec.builder()(weights=None)
         for part in (*_STEM, *self.kept_stages):
             self.add_module(part, getattr(whole, part))
-        self.to_empty(device="cpu")
+        self.to_empty(device=device)
         random_init(self, seed)
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), False)
@@ -103,6 +111,8 @@ class Backbone(nn.Module):
     def sha256(self) -> str:
         """SHA-256 of the kept tensors (names, dtypes, shapes, bytes): the weights' identity,
         the same on every device, computed when asked."""
+        if self.conv1.weight.is_meta:  # built for its shapes alone: no weights to hash
+            return self.declared_sha256
         return tensor_digest(self.state_dict())
 
     def train(self, mode: bool = True) -> Backbone:

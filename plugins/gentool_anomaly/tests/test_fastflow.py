@@ -139,12 +139,16 @@ def test_the_image_score_can_be_the_mean_nll(trained, tmp_path, capsys):
     from safetensors import safe_open
     from safetensors.torch import load_file, save_file
 
+    from gentool.checkpoint import seal_metadata  # an edit on purpose
+
     with safe_open(str(trained / "model.safetensors"), "pt") as handle:
         meta = handle.metadata()
     config = json.loads(meta["gentool.config"])
     config["image_score"] = "mean"
     meta["gentool.config"] = json.dumps(config)
-    save_file(load_file(trained / "model.safetensors"), tmp_path / "m.safetensors", meta)
+    save_file(
+        load_file(trained / "model.safetensors"), tmp_path / "m.safetensors", seal_metadata(meta)
+    )
     capsys.readouterr()
     args = ["score", "fastflow", "-c", str(tmp_path / "m.safetensors"), "--data", "defects"]
     assert main([*args, "--json", "--device", "cpu"]) == 0

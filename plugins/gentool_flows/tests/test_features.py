@@ -73,11 +73,13 @@ def test_a_backbone_of_other_weights_is_refused(run, tmp_path):
     from safetensors import safe_open
     from safetensors.torch import load_file, save_file
 
+    from gentool.checkpoint import seal_metadata  # an edit on purpose
+
     with safe_open(str(run / "model.safetensors"), "pt") as handle:
         meta = handle.metadata()
     config = json.loads(meta["gentool.config"])
     config["backbone_sha256"] = "0" * 64
     meta["gentool.config"] = json.dumps(config)
-    save_file(load_file(run / "model.safetensors"), tmp_path / "m.safetensors", meta)
+    save_file(load_file(run / "model.safetensors"), tmp_path / "m.safetensors", seal_metadata(meta))
     with pytest.raises(UserError, match="differ"):
         load_model("maf", tmp_path / "m.safetensors", "cpu")
