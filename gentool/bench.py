@@ -16,7 +16,8 @@ import resource
 import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -25,6 +26,7 @@ from gentool.config import config_to_dict
 from gentool.errors import UserError
 from gentool.family import DataKind, FamilySpec
 from gentool.model import Model
+from gentool.progress import stderr_console
 from gentool.runtime import backend_settings, precision_context
 
 __all__ = ["device_name", "peak_rss_mb", "run_bench", "synthetic_batch", "time_op"]
@@ -50,11 +52,17 @@ def _sync(device: torch.device) -> None:
 
 
 def time_op(
-    fn: Callable[[], Any], device: torch.device, repeats: int, warmup: int = 1
+    fn: Callable[[], Any],
+    device: torch.device,
+    repeats: int,
+    warmup: int = 1,
+    tick: Callable[[], None] = lambda: None,
 ) -> dict[str, Any]:
-    """Median wall time of ``fn`` over ``repeats`` runs after ``warmup`` runs, and peak memory."""
+    """Median wall time of ``fn`` over ``repeats`` runs after ``warmup`` runs, and peak
+    memory; ``tick`` is called after each run, outside the clock (progress)."""
     for _ in range(warmup):
         fn()
+        tick()
     _sync(device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -65,6 +73,7 @@ def time_op(
         fn()
         _sync(device)
         runs.append(time.perf_counter() - start)
+        tick()
     result: dict[str, Any] = {"median_s": statistics.median(runs), "runs_s": runs}
     if device.type == "cuda":
         result["peak_memory_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
@@ -154,11 +163,12 @@ def _run_bench(
         # (callable, images) per the Model contract; a bare callable handles sample_batch.
         fn, items = extra if isinstance(extra, tuple) else (extra, sample_batch)
         ops[name if name not in ops else f"{name}_extra"] = (lambda fn=fn: _eval(model, fn), items)
-    for name, (fn, items) in ops.items():
-        result = time_op(fn, device, repeats)
-        result["items"] = items
-        result["per_item_s"] = result["median_s"] / items
-        report["ops"][name] = result
+    with _progress(spec.name, len(ops) * (repeats + 1)) as show:
+        for name, (fn, items) in ops.items():
+            result = time_op(fn, device, repeats, tick=show(name))
+            result["items"] = items
+            result["per_item_s"] = result["median_s"] / items
+            report["ops"][name] = result
     timings = report["ops"]
     # The report's figure: generating a batch of images / one training batch (for a
     # translation family, translating is its way of generating).
@@ -171,6 +181,50 @@ def _run_bench(
     if device.type != "cuda":
         report["peak_rss_mb"] = peak_rss_mb()
     return report
+
+
+@contextmanager
+def _progress(family: str, runs: int) -> Iterator[Callable[[str], Callable[[], None]]]:
+    """A bar over every timed and warm-up run, on stderr where it is a terminal (as
+    scoring's): a sampling MAF or a CycleGAN at 128 px can take minutes, which should not
+    pass in silence. It is drawn only between runs (no refresh thread), never on the clock.
+    Yields ``show(operation)``, which names the operation and returns its ``tick``."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    console = stderr_console()
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(
+        *columns,
+        console=console,
+        transient=True,
+        auto_refresh=False,
+        disable=not console.is_terminal,
+    ) as bar:
+        task = bar.add_task(f"bench {family}", total=runs)
+
+        def show(operation: str) -> Callable[[], None]:
+            bar.update(task, description=f"bench {family}: {operation}", refresh=True)
+
+            def tick() -> None:
+                bar.advance(task)
+                bar.refresh()
+
+            return tick
+
+        yield show
 
 
 def _eval(model: Model, fn: Callable[[], Any]) -> Any:
