@@ -190,8 +190,10 @@ def resolve_checkpoint(text: str | Path) -> Path:
         if not candidate.is_file():
             raise UserError(f"--checkpoint: {path} is a folder without {MODEL_FILE}")
         return candidate
-    if not path.is_file():
+    if not path.exists():
         raise UserError(f"--checkpoint: no such file or run folder: {path}")
+    if not path.is_file():  # a pipe, a socket, a device
+        raise UserError(f"--checkpoint: {path} is not a regular file; give a run folder or a file")
     return path
 
 

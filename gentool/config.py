@@ -58,13 +58,16 @@ def option(
     choices: tuple[str, ...] | None = None,
     resumable: bool = False,
     minimum: float | None = None,
+    above: float | None = None,
 ) -> Any:
     """A hyperparameter field: its default, one line of help, and optional constraints.
 
     ``resumable`` fields (the schedule: epochs, patience, ...) may change when a run is
-    resumed; every other field is part of the model and must stay as it was.
+    resumed; every other field is part of the model and must stay as it was. ``minimum``
+    is the least value allowed, ``above`` a bound the value must exceed (a learning rate).
     """
     meta = {"help": help, "choices": choices, "resumable": resumable, "minimum": minimum}
+    meta["above"] = above
     if isinstance(default, list | dict | set):
         raise TypeError("use a tuple for sequence defaults: dataclass defaults must be immutable")
     return dataclasses.field(default=default, metadata=meta)
@@ -82,6 +85,7 @@ class ConfigField:
     resumable: bool = False
     minimum: float | None = None
     item: type | None = None  # element type of a tuple field
+    above: float | None = None  # an exclusive minimum
 
     @property
     def flag(self) -> str:
@@ -118,6 +122,10 @@ class ConfigField:
             isinstance(v, int | float) and v < self.minimum for v in values
         ):
             raise UserError(f"{self.flag}: {raw!r} is below the minimum {self.minimum:g}")
+        if self.above is not None and any(
+            isinstance(v, int | float) and v <= self.above for v in values
+        ):
+            raise UserError(f"{self.flag}: {raw!r} must be above {self.above:g}")
         return value
 
     def _convert(self, raw: Any) -> Any:
@@ -132,7 +140,12 @@ class ConfigField:
             raise ValueError(raw)
         if self.kind is tuple:
             if isinstance(raw, str):
-                parts = [p for p in raw.replace(" ", "").split(",") if p]
+                text = raw.replace(" ", "")
+                parts = text.split(",") if text else []
+                if "" in parts:  # `32,,32` or `32,`: a value lost, not one to guess
+                    raise UserError(
+                        f"{self.flag}: {raw!r} has an empty item; separate values by one comma"
+                    )
             elif isinstance(raw, list | tuple):
                 parts = list(raw)
             else:
@@ -191,6 +204,7 @@ def config_fields(config_class: type) -> list[ConfigField]:
                 choices=meta.get("choices"),
                 resumable=meta.get("resumable", False),
                 minimum=meta.get("minimum"),
+                above=meta.get("above"),
                 item=item,
             )
         )
@@ -290,7 +304,7 @@ class TrainConfig:
 
     epochs: int = option(10, "passes over the training set", resumable=True, minimum=1)
     batch_size: int = option(64, "images per training step", minimum=1)
-    lr: float = option(1e-3, "learning rate (Adam)", minimum=0.0)
+    lr: float = option(1e-3, "learning rate (Adam)", above=0.0)
     seed: int = option(0, "seed for weights, data order, noise and augmentation")
     sample_every: int = option(
         AUTO_SAMPLE_EVERY,
@@ -311,7 +325,7 @@ class DensityConfig(TrainConfig):
 
     epochs: int = option(200, "most passes over the training set", resumable=True, minimum=1)
     batch_size: int = option(100, "images per training step (MAF paper: 100)", minimum=1)
-    lr: float = option(1e-3, "learning rate (Adam)", minimum=0.0)
+    lr: float = option(1e-3, "learning rate (Adam)", above=0.0)
     weight_decay: float = option(1e-6, "L2 penalty on the weights (MAF paper: 1e-6)", minimum=0.0)
     grad_clip: float = option(5.0, "clip the gradient norm to this (0 = off)", minimum=0.0)
     logit_lambda: float = option(

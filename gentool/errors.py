@@ -1,6 +1,7 @@
 """Errors a user can fix (printed as one line, exit 2), the one for a diverged run, and the
 one-line messages the CLI makes of other errors."""
 
+import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -12,6 +13,7 @@ __all__ = [
     "UserError",
     "one_line",
     "out_of_memory",
+    "partial_file",
     "writing",
 ]
 
@@ -44,6 +46,24 @@ def writing(flag: str, path: Path) -> Iterator[None]:
     except OSError as err:
         where = err.filename or path
         raise UserError(f"{flag}: cannot write {where}: {err.strerror or err}") from None
+
+
+@contextmanager
+def partial_file(path: Path) -> Iterator[Path]:
+    """A temporary name beside ``path`` to write to, renamed to ``path`` when the block
+    ends: a full disk leaves no empty or cut output, and an older file stays whole. An
+    OSError names ``path``, not the temporary file."""
+    path = Path(path)
+    partial = path.with_name(f".{path.name}.{os.getpid()}.part")
+    try:
+        yield partial
+        os.replace(partial, path)
+    except OSError as err:
+        partial.unlink(missing_ok=True)
+        raise OSError(err.errno, err.strerror, str(path)) from err
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
 
 
 def out_of_memory(err: Exception) -> str | None:

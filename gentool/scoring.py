@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
-from gentool.errors import UserError, writing
+from gentool.errors import UserError, partial_file, writing
 from gentool.metrics import anomaly_metrics
 from gentool.model import Model
 from gentool.progress import stderr_console
@@ -160,7 +160,10 @@ def write_results(result: ScoreResult, as_json: bool, csv: Path | None) -> None:
             keys += [k for k in row if k not in keys]
         with writing("--csv", csv):
             csv.parent.mkdir(parents=True, exist_ok=True)
-            with open(csv, "w", newline="", encoding="utf-8") as handle:
+            with (
+                partial_file(csv) as partial,  # a full disk leaves no empty or cut CSV
+                open(partial, "w", newline="", encoding="utf-8") as handle,
+            ):
                 writer = csv_module.DictWriter(handle, fieldnames=keys)
                 writer.writeheader()
                 writer.writerows(result.rows)

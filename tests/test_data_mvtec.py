@@ -112,11 +112,13 @@ def test_an_archive_placed_by_hand_is_used_without_a_network(home):
     assert not (home / "bottle.tar.xz").exists()
 
 
-def test_an_archive_with_other_counts_is_refused_and_removed(home):
+def test_an_archive_with_other_counts_is_refused_and_moved_aside(home):
+    """Placed by hand, it may be the user's only copy (or another release): kept aside."""
     make_tar_xz(home / "bottle.tar.xz", category_files("bottle", train=2))
+    aside = home / "bottle.tar.xz.rejected"
     with pytest.raises(UserError, match=r"not the data expected: .*2 train/good images, not 3"):
         load()
-    assert sorted(p.name for p in home.iterdir() if not p.name.endswith(".lock")) == []
+    assert sorted(p.name for p in home.iterdir() if not p.name.endswith(".lock")) == [aside.name]
 
 
 def test_a_corrupt_xz_archive_is_refused(home):

@@ -61,18 +61,20 @@ def unpack_archive(
     name: str,
     source: str = "",
     check: Callable[[Path], str | None] | None = None,
+    placed: bool = False,
 ) -> None:
     """Unpack ``archive`` as ``root`` atomically, then write the completion marker.
 
     A single top-level folder in the archive (``apple2orange/...``) becomes ``root`` itself.
     ``check(folder)`` may return what is wrong with the unpacked content (a wrong count of
     images), which is then refused like a corrupt archive. On a corrupt, unsafe or wrong
-    archive, the archive is deleted and nothing is left at ``root``.
+    archive, the archive is deleted (or, ``placed`` by the user, moved aside: it may be
+    their only copy) and nothing is left at ``root``.
     """
     archive, root = Path(archive), Path(root)
     staging = Path(tempfile.mkdtemp(prefix=f".{root.name}.unpack-", dir=root.parent))
     try:
-        with _unpacking(archive, root.parent, name, source):
+        with _unpacking(archive, root.parent, name, source, placed):
             members = _extract(archive, staging)
             content = _content_folder(staging)
             problem = check(content) if check else None
@@ -93,6 +95,7 @@ def unpack_collection(
     name: str,
     source: str = "",
     check: Callable[[str, Path], str | None] | None = None,
+    placed: bool = False,
 ) -> list[str]:
     """Unpack the top-level ``folders`` of one archive, each as ``parent/<folder>`` with its
     own marker; return those unpacked.
@@ -100,13 +103,14 @@ def unpack_collection(
     A folder already at ``parent/<folder>`` (complete, or placed by hand) is left as it is.
     ``check(folder, path)`` judges each unpacked folder as in :func:`unpack_archive`; all
     are checked before any is moved into place. The archive is removed once every one of
-    ``folders`` is in place, and kept otherwise.
+    ``folders`` is in place, and kept otherwise; a faulty one is removed, or moved aside
+    when ``placed`` by the user.
     """
     archive, parent = Path(archive), Path(parent)
     staging = Path(tempfile.mkdtemp(prefix=f".{archive.name}.unpack-", dir=parent))
     wanted = [folder for folder in folders if not (parent / folder).exists()]
     try:
-        with _unpacking(archive, parent, name, source):
+        with _unpacking(archive, parent, name, source, placed):
             _extract(archive, staging)
             content = _content_folder(staging)
             for folder in wanted:
@@ -129,20 +133,21 @@ def unpack_collection(
 
 
 @contextlib.contextmanager
-def _unpacking(archive: Path, parent: Path, name: str, source: str) -> Iterator[None]:
-    """Turns what can go wrong while unpacking into one line, removing a faulty archive."""
+def _unpacking(archive: Path, parent: Path, name: str, source: str, placed: bool) -> Iterator[None]:
+    """Turns what can go wrong while unpacking into one line, removing a faulty archive
+    (moving it aside when the user placed it)."""
     where = source or archive
     try:
         yield
     except _UnsafeArchive as err:
-        archive.unlink(missing_ok=True)
         raise UserError(
-            f"refusing to unpack {archive.name} for {name}: {err}; the archive was removed"
+            f"refusing to unpack {archive.name} for {name}: {err}; "
+            + discard_archive(archive, placed).replace("it was", "the archive was")
         ) from err
     except _WrongContent as err:
-        archive.unlink(missing_ok=True)
+        gone = discard_archive(archive, placed)
         raise UserError(
-            f"the archive for {name} ({where}) is not the data expected: {err}; it was removed"
+            f"the archive for {name} ({where}) is not the data expected: {err}; {gone}"
         ) from err
     except (
         zipfile.BadZipFile,
@@ -152,25 +157,37 @@ def _unpacking(archive: Path, parent: Path, name: str, source: str) -> Iterator[
         EOFError,
         zlib.error,
     ) as err:
-        archive.unlink(missing_ok=True)
+        gone = discard_archive(archive, placed)
         reason = str(err).strip().splitlines()[0].rstrip(":") if str(err).strip() else ""
         reason = reason or type(err).__name__
         raise UserError(
             f"the archive for {name} ({where}) is corrupt ({reason}); "
-            "it was removed, run again to download it again"
+            f"{gone}, run again to download it again"
         ) from err
     except OSError as err:
         if err.errno in (errno.ENOTDIR, errno.EISDIR, errno.EEXIST):  # a file and a folder
-            archive.unlink(missing_ok=True)  # of one name: the archive is at fault
+            gone = discard_archive(archive, placed)  # of one name: the archive is at fault
             raise UserError(
                 f"the archive for {name} ({where}) holds a file and a folder of "
-                f"the same name ({err.filename}); it was removed"
+                f"the same name ({err.filename}); {gone}"
             ) from err
         # The disk is full or not writable: the archive is sound, and kept.
         raise UserError(
             f"cannot unpack {archive} for {name} in {parent}: {err.strerror or err}; "
             "nothing was unpacked (the archive is kept)"
         ) from err
+
+
+def discard_archive(archive: Path, placed: bool) -> str:
+    """Remove a faulty archive gentool downloaded, or move one the user placed aside to
+    ``NAME.rejected`` (it may be their only copy, or another release); the words that say
+    which."""
+    if not placed:
+        archive.unlink(missing_ok=True)
+        return "it was removed"
+    aside = archive.with_name(f"{archive.name}.rejected")
+    os.replace(archive, aside)
+    return f"it was moved aside to {aside}"
 
 
 def safe_member_name(name: str) -> str | None:

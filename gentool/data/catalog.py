@@ -69,6 +69,11 @@ class Archive:
         """A folder whose presence means the data is in place."""
         return "trainA" if self.kind is DataKind.UNPAIRED else "train"
 
+    @property
+    def train_folders(self) -> tuple[str, ...]:
+        """The folders that must hold images for the data to be in place."""
+        return ("trainA", "trainB") if self.kind is DataKind.UNPAIRED else ("train",)
+
 
 _CITYSCAPES = (
     "cityscapes cannot be downloaded automatically (licence): get gtFine_trainvaltest.zip "
@@ -153,8 +158,16 @@ ARCHIVES: dict[str, Archive] = {
 
 
 def is_cached(name: str, root: Path) -> bool:
-    """True when the data set was downloaded, or placed by hand, in ``root``."""
-    return is_complete(root) or (Path(root) / ARCHIVES[name].expect).is_dir()
+    """True when the data set was downloaded, or placed by hand, in ``root``: by hand, its
+    training folders each hold a file (an empty ``trainB/`` is not data)."""
+    if is_complete(root):
+        return True
+    folders = [Path(root) / folder for folder in ARCHIVES[name].train_folders]
+    return all(folder.is_dir() and _holds_a_file(folder) for folder in folders)
+
+
+def _holds_a_file(folder: Path) -> bool:
+    return any(path.is_file() for path in folder.rglob("*"))
 
 
 def load(name: str, options: DataOptions, root: Path) -> DataSource:

@@ -7,7 +7,7 @@ marker file inside (:mod:`gentool.data.archives`). The marker means "complete": 
 find it and touch nothing. A corrupt archive or an unsafe member (absolute path, ``..``,
 link, device) raises one :class:`UserError` and leaves neither the archive nor a
 half-unpacked folder. An archive placed by hand at :func:`archive_path` is used instead of
-downloading.
+downloading; refused, it is moved aside to ``NAME.rejected`` rather than deleted.
 
 ``$GENTOOL_DATASET_MIRROR`` replaces the authors' server in every catalogued URL (see
 :func:`mirror_url` and :func:`mirror_path`), for a local copy or for tests.
@@ -27,6 +27,7 @@ from pathlib import Path
 from gentool.data.archives import (
     ARCHIVE_SUFFIXES,
     MARKER,
+    discard_archive,
     is_complete,
     safe_member_name,
     unpack_archive,
@@ -127,7 +128,8 @@ def fetch_dataset(
                     "remove it and run again"
                 )
         archive = archive_path(url, root)
-        if not archive.is_file():
+        placed = archive.is_file()  # by the user: refused, it is moved aside, not deleted
+        if not placed:
             _download(
                 url,
                 archive,
@@ -139,8 +141,8 @@ def fetch_dataset(
                 hint=hint,
             )
         else:
-            _verify(archive, url, name, sha256, size)
-        unpack_archive(archive, root, name=name, source=url, check=check)
+            _verify(archive, url, name, sha256, size, placed=True)
+        unpack_archive(archive, root, name=name, source=url, check=check, placed=placed)
         archive.unlink(missing_ok=True)
     return root
 
@@ -192,7 +194,9 @@ def _download(
     os.replace(partial, archive)
 
 
-def _verify(path: Path, url: str, name: str, sha256: str | None, size: int | None) -> None:
+def _verify(
+    path: Path, url: str, name: str, sha256: str | None, size: int | None, placed: bool = False
+) -> None:
     actual_size = path.stat().st_size
     problem = None
     if size is not None and actual_size != size:
@@ -202,11 +206,9 @@ def _verify(path: Path, url: str, name: str, sha256: str | None, size: int | Non
         if digest != sha256.lower():
             problem = f"sha256 {digest[:12]}... instead of {sha256[:12]}..."
     if problem:
-        path.unlink(missing_ok=True)
-        raise UserError(
-            f"the download of {name} from {url} is damaged ({problem}); it was removed, "
-            "run again to download it again"
-        )
+        what = f"{path} placed for {name}" if placed else f"the download of {name} from {url}"
+        gone = discard_archive(path, placed)
+        raise UserError(f"{what} is damaged ({problem}); {gone}, run again to download it again")
 
 
 def check_archive(path: Path, *, name: str, sha256: str) -> None:

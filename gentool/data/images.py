@@ -10,7 +10,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from gentool.errors import UserError
+from gentool.errors import UserError, partial_file
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -187,7 +187,8 @@ def save_image(images: torch.Tensor, path: Path, nrow: int = 8) -> None:
     array = pixels[0].numpy() if pixels.shape[0] == 1 else pixels.permute(1, 2, 0).numpy()
     file_format = Image.registered_extensions()[path.suffix.lower()]
     picture = Image.fromarray(array)  # H x W uint8 is "L", H x W x 3 is "RGB"
-    picture.save(path, format=file_format, **_SAVE_OPTIONS.get(file_format, {}))
+    with partial_file(path) as partial:  # a full disk leaves no empty or cut image
+        picture.save(partial, format=file_format, **_SAVE_OPTIONS.get(file_format, {}))
 
 
 def _decode(path: Path) -> torch.Tensor:

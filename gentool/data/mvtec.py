@@ -103,8 +103,10 @@ CATEGORIES: dict[str, Category] = {
 
 
 def is_cached(name: str, root: Path) -> bool:
-    """True when the category was downloaded, or placed by hand, in ``root``."""
-    return is_complete(root) or (Path(root) / "train").is_dir()
+    """True when the category was downloaded, or placed by hand, in ``root`` (its
+    ``train/`` holding a file)."""
+    train = Path(root) / "train"
+    return is_complete(root) or (train.is_dir() and any(p.is_file() for p in train.rglob("*")))
 
 
 def load(name: str, options: DataOptions, root: Path) -> DataSource:
@@ -166,4 +168,5 @@ def _unpack_whole(whole: Path) -> None:
         name="MVTec AD",
         source=str(whole),
         check=lambda name, folder: count_problem(CATEGORIES[name], folder),
+        placed=True,
     )

@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler, Subset, default_colla
 from gentool.config import Schedule
 from gentool.data.base import DataSource
 from gentool.errors import UserError
+from gentool.progress import note
 from gentool.runtime import to_device
 from gentool.training.signals import ignore_stop_signals
 
@@ -83,6 +84,12 @@ def make_loaders(
     train, val = split_validation(source.split("train"), fraction, schedule.seed)
     if len(train) == 0:
         raise UserError("the training split is empty (check --data and --normal-class)")
+    if fraction > 0 and val is None and rank == 0:  # too few images to hold one out
+        note(
+            f"note: --val-fraction {fraction:g} of {len(train)} training images holds out none: "
+            "no validation loss, no early stopping, and model.safetensors keeps the latest "
+            "weights"
+        )
     batch = schedule.batch_size
     sampler = EpochSampler(len(train), schedule.seed, rank, world)
     common = {
@@ -103,11 +110,14 @@ def make_loaders(
 
 
 def preview_batch(source: DataSource, device: torch.device) -> Any:
-    """A fixed batch of up to four held-out items (training items when there is no test
-    split) for the preview grids, on ``device``; None when there is nothing."""
+    """A fixed batch of up to four held-out items (training items when the test split is
+    missing or empty: a folder of one image) for the preview grids, on ``device``; None
+    when there is nothing."""
     try:
         split = source.split("test")
     except UserError:
+        split = None
+    if split is None or len(split) == 0:
         split = source.split("train")
     items = [split[i] for i in range(min(4, len(split)))]
     if not items:

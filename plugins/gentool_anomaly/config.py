@@ -21,7 +21,7 @@ class FastFlowConfig(TrainConfig):
 
     epochs: int = option(100, "most passes over the normal images", resumable=True, minimum=1)
     batch_size: int = option(32, "images per training step", minimum=1)
-    lr: float = option(1e-3, "learning rate (Adam)", minimum=0.0)
+    lr: float = option(1e-3, "learning rate (Adam)", above=0.0)
     weight_decay: float = option(1e-5, "L2 penalty on the flows' weights", minimum=0.0)
     backbone: str = option(
         "resnet18",

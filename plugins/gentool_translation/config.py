@@ -26,7 +26,7 @@ class TranslationConfig(TrainConfig):
         resumable=True,
     )
     batch_size: int = option(1, "images per training step", minimum=1)
-    lr: float = option(0.0002, "initial learning rate of both Adam optimisers", minimum=0.0)
+    lr: float = option(0.0002, "initial learning rate of both Adam optimisers", above=0.0)
     epochs_decay: int = option(
         100,
         "the last N epochs, over which the lr decays linearly to zero (n_epochs_decay; "
